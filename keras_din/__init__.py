@@ -1,0 +1,14 @@
+"""keras-din: DIN target attention layers for Keras 3 on TensorFlow, PyTorch and JAX."""
+
+from keras_din.layers import AttentionSequencePoolingLayer
+from keras_din.layers import Dice
+from keras_din.layers import LocalActivationUnit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttentionSequencePoolingLayer",
+    "Dice",
+    "LocalActivationUnit",
+    "__version__",
+]

@@ -1,0 +1,81 @@
+"""Input checks shared by the keras-din layers."""
+
+import numbers
+
+
+def static_shape(x):
+    """The shape of a tensor or shape-like as a tuple of ints and `None`s."""
+    shape = x if isinstance(x, (tuple, list)) else x.shape
+    # Anything but an integer (None, a symbolic dimension under jax.export)
+    # is unknown.
+    return tuple(int(d) if isinstance(d, numbers.Integral) else None for d in shape)
+
+
+def dims_disagree(a, b):
+    return a is not None and b is not None and a != b
+
+
+def split_inputs(inputs, layer_name, allowed_counts):
+    """Checks that `inputs` is a list or tuple of an allowed length."""
+    is_sequence = isinstance(inputs, (list, tuple)) and not any(
+        x is None or isinstance(x, numbers.Integral) for x in inputs
+    )  # a tuple of ints is the shape of a single tensor, as seen by `build`
+    if not is_sequence or len(inputs) not in allowed_counts:
+        expected = " or ".join(str(n) for n in allowed_counts)
+        if is_sequence:
+            received = f"a {type(inputs).__name__} of {len(inputs)} tensors"
+        else:
+            received = f"a single tensor of shape {static_shape(inputs)}"
+        raise ValueError(
+            f"`{layer_name}` expects `inputs` to be a list or tuple of "
+            f"{expected} tensors. Received: {received}"
+        )
+    return list(inputs)
+
+
+def check_query_and_keys(query_shape, keys_shape):
+    """Checks `query` `(B, C, E)` and `keys` `(B, T, E)` shapes."""
+    query_shape, keys_shape = static_shape(query_shape), static_shape(keys_shape)
+    if len(query_shape) != 3:
+        raise ValueError(
+            "`query` must have rank 3, shape (batch, candidates, embedding_dim). "
+            f"Received: query.shape={query_shape}"
+        )
+    if len(keys_shape) != 3:
+        raise ValueError(
+            "`keys` must have rank 3, shape (batch, history_length, embedding_dim). "
+            f"Received: keys.shape={keys_shape}"
+        )
+    if keys_shape[-1] is None:
+        raise ValueError(
+            "The last dimension (embedding_dim) of `keys` must be known. "
+            f"Received: keys.shape={keys_shape}"
+        )
+    if dims_disagree(query_shape[-1], keys_shape[-1]):
+        raise ValueError(
+            "`query` and `keys` must have the same last dimension "
+            f"(embedding_dim). Received: query.shape={query_shape}, "
+            f"keys.shape={keys_shape}"
+        )
+    if dims_disagree(query_shape[0], keys_shape[0]):
+        raise ValueError(
+            "`query` and `keys` must have the same batch size. "
+            f"Received: query.shape={query_shape}, keys.shape={keys_shape}"
+        )
+
+
+def check_positive_units(name, units):
+    """Checks a non-empty sequence of positive ints; returns it as a tuple."""
+    if isinstance(units, int) and not isinstance(units, bool):
+        units = (units,)
+    ok = isinstance(units, (list, tuple)) and len(units) > 0
+    ok = ok and all(
+        isinstance(u, numbers.Integral) and not isinstance(u, bool) for u in units
+    )
+    ok = ok and all(u > 0 for u in units)
+    if not ok:
+        raise ValueError(
+            f"`{name}` must be a non-empty sequence of positive ints. "
+            f"Received: {name}={units!r}"
+        )
+    return tuple(int(u) for u in units)

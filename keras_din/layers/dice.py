@@ -1,0 +1,130 @@
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_din")
+class Dice(keras.layers.Layer):
+    """Dice, the data-adaptive activation of the DIN paper.
+
+    Dice generalises PReLU: instead of switching between the two slopes at
+    zero, it switches smoothly around the mean of the data,
+
+        p = sigmoid((x - mean) / sqrt(var + epsilon))
+        out = p * x + alpha * (1 - p) * x
+
+    where `mean` and `var` are the per-channel batch moments while training
+    and their moving averages at inference (a batch normalisation without
+    learned scale or offset), and `alpha` is a learned per-channel slope that
+    starts at 0. These are the semantics of DeepCTR's TensorFlow `Dice`.
+
+    Args:
+        axis: int. The channel axis; moments are taken over all other axes.
+            Defaults to `-1`.
+        epsilon: float. Added to the variance before the square root.
+            Defaults to `1e-9`.
+        momentum: float. Momentum of the moving mean and variance, as in
+            `keras.layers.BatchNormalization`. Defaults to `0.99`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: A floating tensor of rank 2 or more.
+        training: Python boolean. Whether to use (and update) the batch
+            statistics instead of the moving ones.
+
+    Output:
+        A tensor of the same shape and dtype as `inputs`.
+
+    Weights:
+        `[alpha, moving_mean, moving_variance]`, each of shape `(channels,)`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> dice = Dice()
+    >>> dice(np.ones((4, 8), "float32")).shape
+    (4, 8)
+
+    References:
+        - [Zhou et al., 2018](https://arxiv.org/abs/1706.06978), section 4.3.
+    """
+
+    def __init__(self, axis=-1, epsilon=1e-9, momentum=0.99, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(axis, int) or isinstance(axis, bool):
+            raise ValueError(f"`axis` must be an int. Received: axis={axis!r}")
+        if not epsilon > 0:
+            raise ValueError(f"`epsilon` must be > 0. Received: epsilon={epsilon!r}")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(
+                f"`momentum` must be in [0, 1). Received: momentum={momentum!r}"
+            )
+        self.axis = axis
+        self.epsilon = epsilon
+        self.momentum = momentum
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        rank = len(input_shape)
+        if rank < 2 or not -rank <= self.axis < rank:
+            raise ValueError(
+                f"`axis` must index a dimension of an input of rank >= 2. "
+                f"Received: axis={self.axis}, input_shape={tuple(input_shape)}"
+            )
+        self._channel_axis = self.axis % rank
+        channels = input_shape[self._channel_axis]
+        if channels is None:
+            raise ValueError(
+                f"The channel axis {self.axis} of the input must be known. "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+        self._reduction_axes = [i for i in range(rank) if i != self._channel_axis]
+        self._broadcast_shape = [1] * rank
+        self._broadcast_shape[self._channel_axis] = channels
+        self.alpha = self.add_weight(
+            shape=(channels,), initializer="zeros", name="alpha"
+        )
+        # The statistics stay in float32 under mixed precision, as in
+        # keras.layers.BatchNormalization.
+        self.moving_mean = self.add_weight(
+            shape=(channels,),
+            initializer="zeros",
+            trainable=False,
+            autocast=False,
+            name="moving_mean",
+        )
+        self.moving_variance = self.add_weight(
+            shape=(channels,),
+            initializer="ones",
+            trainable=False,
+            autocast=False,
+            name="moving_variance",
+        )
+
+    def call(self, inputs, training=None):
+        x = ops.cast(inputs, self.variable_dtype)
+        if training and self.trainable:
+            mean, variance = ops.moments(x, axes=self._reduction_axes)
+            self.moving_mean.assign(
+                self.moving_mean * self.momentum + mean * (1.0 - self.momentum)
+            )
+            self.moving_variance.assign(
+                self.moving_variance * self.momentum + variance * (1.0 - self.momentum)
+            )
+        else:
+            mean, variance = self.moving_mean, self.moving_variance
+        mean = ops.reshape(mean, self._broadcast_shape)
+        variance = ops.reshape(variance, self._broadcast_shape)
+        p = ops.sigmoid((x - mean) * ops.rsqrt(variance + self.epsilon))
+        p = ops.cast(p, inputs.dtype)
+        alpha = ops.reshape(ops.cast(self.alpha, inputs.dtype), self._broadcast_shape)
+        return inputs * (p + alpha * (1.0 - p))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"axis": self.axis, "epsilon": self.epsilon, "momentum": self.momentum}
+        )
+        return config

@@ -1,0 +1,268 @@
+import keras
+from keras import ops
+
+from keras_din.layers._checks import check_positive_units
+from keras_din.layers._checks import check_query_and_keys
+from keras_din.layers._checks import split_inputs
+from keras_din.layers._checks import static_shape
+from keras_din.layers.dice import Dice
+
+
+def _activation_factory(activation):
+    """Returns a function making one fresh activation layer per hidden layer."""
+    if isinstance(activation, keras.layers.Layer):
+        config = activation.get_config()
+        config.pop("name", None)
+        return lambda name: activation.__class__.from_config({**config, "name": name})
+    if isinstance(activation, str) and activation.lower() == "dice":
+        return lambda name: Dice(name=name)
+    if isinstance(activation, str) and activation.lower() == "prelu":
+        # One slope per channel, starting at 0.25 as in the PReLU paper and
+        # in torch.nn.PReLU (keras.layers.PReLU alone would start at 0).
+        return lambda name: keras.layers.PReLU(
+            alpha_initializer=keras.initializers.Constant(0.25), name=name
+        )
+    if isinstance(activation, str) or callable(activation):
+        try:
+            function = keras.activations.get(activation)
+        except (ValueError, TypeError):
+            function = None
+        if function is not None:
+            return lambda name: keras.layers.Activation(function, name=name)
+    raise ValueError(
+        "`activation` must be a Keras activation name, 'dice', 'prelu', an "
+        f"activation function or a keras.layers.Layer. Received: "
+        f"activation={activation!r}"
+    )
+
+
+def _serialize_activation(activation):
+    if isinstance(activation, str):
+        return activation
+    if isinstance(activation, keras.layers.Layer):
+        return keras.saving.serialize_keras_object(activation)
+    return keras.activations.serialize(activation)
+
+
+def _deserialize_activation(config):
+    if isinstance(config, dict):
+        return keras.saving.deserialize_keras_object(config)
+    return config
+
+
+@keras.saving.register_keras_serializable(package="keras_din")
+class LocalActivationUnit(keras.layers.Layer):
+    """The DIN activation unit: scores each history item against a candidate.
+
+    For every history position `t` the unit runs a small MLP over the
+    concatenation `[q, k_t, q - k_t, q * k_t]` of the candidate embedding `q`
+    and the history embedding `k_t`:
+
+        h_0 = [q, k_t, q - k_t, q * k_t]
+        h_i = dropout(activation(batch_norm?(h_{i-1} @ W_i + b_i)))
+        score_t = h_L @ w_o + b_o
+
+    The weights are laid out as in DeepCTR, so its trained weights load with
+    `set_weights` (see the README). The unit never builds the concatenation:
+    the first layer is linear in it, so it is computed as
+    `q @ (W_q + W_d) + k_t @ (W_k - W_d + diag(q) W_p)` with `W_1` split by
+    rows into `[W_q; W_k; W_d; W_p]`; the result is the same.
+
+    Args:
+        hidden_units: sequence of positive ints. Widths of the hidden layers.
+            Defaults to `(64, 32)`.
+        activation: Activation of every hidden layer: a Keras activation
+            name or function, `"dice"` (`keras_din.layers.Dice`), `"prelu"`
+            (a per-channel `keras.layers.PReLU` starting at 0.25), or a
+            `keras.layers.Layer`, of which each hidden layer gets its own copy.
+            Defaults to `"sigmoid"`.
+        l2_reg: float. L2 regularisation factor of the hidden kernels.
+            Defaults to `0.0`.
+        dropout_rate: float in `[0, 1)`. Dropout after each hidden layer.
+            Defaults to `0.0`.
+        use_bn: bool. Whether to batch-normalise each hidden layer before its
+            activation. Defaults to `False`.
+        seed: int or `None`. Seed of the kernel initialisers and of dropout.
+            Defaults to `None`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: A list `[query, keys]`: `query` of shape `(B, C, E)` holds
+            `C` candidate embeddings (`C = 1` in classic DIN), `keys` of shape
+            `(B, T, E)` the behaviour history.
+        mask: Ignored: every position is scored, masking is the job of the
+            pooling. Accepted so that inputs carrying a Keras mask are taken
+            without a warning.
+        training: Python boolean. Whether dropout, batch normalisation and
+            Dice run in training mode.
+
+    Output:
+        Scores of shape `(B, T, C)`: `(B, T, 1)` for one candidate, as in
+        DeepCTR. The output carries no mask.
+
+    Weights:
+        `[W_1, b_1, ..., W_L, b_L, w_o, b_o]`, kernels of shape `(in, out)`
+        and `W_1` of shape `(4E, H_1)` with rows in the order
+        `[q; k; q - k; q * k]`; then, with `use_bn`, each hidden layer's
+        batch normalisation weights; then each hidden layer's activation
+        weights, if it has any (`alpha`, moving mean and variance for Dice;
+        `alpha` for PReLU).
+
+    Example:
+
+    >>> import numpy as np
+    >>> unit = LocalActivationUnit(hidden_units=(16, 8))
+    >>> query = np.random.rand(2, 1, 4).astype("float32")
+    >>> keys = np.random.rand(2, 5, 4).astype("float32")
+    >>> unit([query, keys]).shape
+    (2, 5, 1)
+
+    References:
+        - [Zhou et al., 2018](https://arxiv.org/abs/1706.06978), Deep Interest
+          Network for Click-Through Rate Prediction.
+    """
+
+    def __init__(
+        self,
+        hidden_units=(64, 32),
+        activation="sigmoid",
+        l2_reg=0.0,
+        dropout_rate=0.0,
+        use_bn=False,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.hidden_units = check_positive_units("hidden_units", hidden_units)
+        if not 0.0 <= dropout_rate < 1.0:
+            raise ValueError(
+                f"`dropout_rate` must be in [0, 1). "
+                f"Received: dropout_rate={dropout_rate!r}"
+            )
+        if not l2_reg >= 0.0:
+            raise ValueError(f"`l2_reg` must be >= 0. Received: l2_reg={l2_reg!r}")
+        self.activation = _deserialize_activation(activation)
+        self.l2_reg = l2_reg
+        self.dropout_rate = dropout_rate
+        self.use_bn = use_bn
+        self.seed = seed
+
+        self.batch_norms = [
+            keras.layers.BatchNormalization(
+                dtype=self.dtype_policy, name=f"batch_norm_{i}"
+            )
+            for i in range(len(self.hidden_units))
+            if use_bn
+        ]
+        make_activation = _activation_factory(self.activation)
+        self.activation_layers = [
+            make_activation(f"activation_{i}") for i in range(len(self.hidden_units))
+        ]
+        for layer in self.activation_layers:
+            layer.dtype_policy = self.dtype_policy
+        self.dropouts = [
+            keras.layers.Dropout(dropout_rate, seed=seed, dtype=self.dtype_policy)
+            for _ in self.hidden_units
+            if dropout_rate > 0
+        ]
+
+    def _initializer(self, index):
+        seed = None if self.seed is None else self.seed + index
+        return keras.initializers.GlorotNormal(seed=seed)
+
+    def build(self, input_shape):
+        query_shape, keys_shape = split_inputs(
+            input_shape, self.__class__.__name__, (2,)
+        )
+        check_query_and_keys(query_shape, keys_shape)
+        self._embedding_dim = static_shape(keys_shape)[-1]
+        self.kernels, self.biases = [], []
+        input_dim = 4 * self._embedding_dim
+        regularizer = keras.regularizers.L2(self.l2_reg) if self.l2_reg else None
+        for i, units in enumerate(self.hidden_units):
+            self.kernels.append(
+                self.add_weight(
+                    shape=(input_dim, units),
+                    initializer=self._initializer(i),
+                    regularizer=regularizer,
+                    name=f"kernel_{i}",
+                )
+            )
+            self.biases.append(
+                self.add_weight(shape=(units,), initializer="zeros", name=f"bias_{i}")
+            )
+            input_dim = units
+        self.output_kernel = self.add_weight(
+            shape=(input_dim, 1),
+            initializer=self._initializer(len(self.hidden_units)),
+            name="output_kernel",
+        )
+        self.output_bias = self.add_weight(
+            shape=(1,), initializer="zeros", name="output_bias"
+        )
+        for i, units in enumerate(self.hidden_units):
+            for layers in (self.batch_norms, self.activation_layers):
+                if layers:
+                    layers[i].build((None, units))
+
+    def call(self, inputs, mask=None, training=None):
+        query, keys = split_inputs(inputs, self.__class__.__name__, (2,))
+        check_query_and_keys(query, keys)
+        batch = ops.shape(keys)[0]
+        history = ops.shape(keys)[1]
+        candidates = ops.shape(query)[1]
+        hidden = self._first_layer(query, keys)
+        for i in range(len(self.hidden_units)):
+            if i > 0:
+                hidden = ops.matmul(hidden, self.kernels[i]) + self.biases[i]
+            if self.use_bn:
+                hidden = self.batch_norms[i](hidden, training=training)
+            hidden = self.activation_layers[i](hidden, training=training)
+            if self.dropouts:
+                hidden = self.dropouts[i](hidden, training=training)
+        scores = ops.matmul(hidden, self.output_kernel) + self.output_bias
+        return ops.reshape(scores, (batch, history, candidates))
+
+    def _first_layer(self, query, keys):
+        """`[q, k, q - k, q * k] @ W_1 + b_1` for every (b, t, c) as rows.
+
+        Returns a `(B * T * C, H_1)` matrix whose rows are ordered by batch,
+        history position and candidate.
+        """
+        e = self._embedding_dim
+        units = self.hidden_units[0]
+        kernel = self.kernels[0]
+        w_q, w_k = kernel[:e], kernel[e : 2 * e]
+        w_d, w_p = kernel[2 * e : 3 * e], kernel[3 * e :]
+        batch = ops.shape(keys)[0]
+        candidates = ops.shape(query)[1]
+        # Query terms, once per candidate: (B, 1, C, H).
+        query_term = ops.matmul(query, w_q + w_d) + self.biases[0]
+        query_term = ops.expand_dims(query_term, 1)
+        # Per-candidate key kernel W_k - W_d + diag(q) W_p, laid out as
+        # (B, E, C * H) so that one batched matmul serves every candidate
+        # without repeating the history.
+        key_kernel = ops.expand_dims(ops.transpose(query, (0, 2, 1)), -1) * w_p[
+            :, None, :
+        ] + ops.expand_dims(w_k - w_d, 1)
+        key_kernel = ops.reshape(key_kernel, (batch, e, candidates * units))
+        key_term = ops.matmul(keys, key_kernel)
+        key_term = ops.reshape(key_term, (batch, -1, candidates, units))
+        return ops.reshape(key_term + query_term, (-1, units))
+
+    def compute_mask(self, inputs, previous_mask=None):
+        return None
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_units": list(self.hidden_units),
+                "activation": _serialize_activation(self.activation),
+                "l2_reg": self.l2_reg,
+                "dropout_rate": self.dropout_rate,
+                "use_bn": self.use_bn,
+                "seed": self.seed,
+            }
+        )
+        return config

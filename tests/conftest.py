@@ -1,0 +1,51 @@
+import keras
+import numpy as np
+import pytest
+
+keras.config.disable_traceback_filtering()
+
+BACKEND = keras.backend.backend()
+
+
+def gpu_visible():
+    """Whether the active backend sees a GPU."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if BACKEND == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    if BACKEND == "jax":
+        import jax
+
+        return any(d.platform == "gpu" for d in jax.devices())
+    return False
+
+
+def pytest_report_header(config):
+    return f"keras {keras.__version__}, backend {BACKEND}"
+
+
+def pytest_collection_modifyitems(config, items):
+    if gpu_visible():
+        return
+    skip = pytest.mark.skip(reason=f"no GPU visible to the {BACKEND} backend")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def fresh_keras_state():
+    """A fixed seed per test, and the float32 policy restored after it."""
+    keras.utils.set_random_seed(1337)
+    yield
+    keras.config.set_dtype_policy("float32")
+    keras.backend.clear_session()
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

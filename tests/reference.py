@@ -1,0 +1,78 @@
+"""An independent NumPy reference of the DIN formulas of DESIGN.md.
+
+It imports neither keras nor keras_din: everything is float64 NumPy and
+follows the formulas literally (the concatenation is built, the softmax
+loops over the valid positions), so that it shares no shortcut with the
+package.
+"""
+
+import numpy as np
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+ACTIVATIONS = {
+    "sigmoid": sigmoid,
+    "relu": lambda x: np.maximum(x, 0.0),
+    "tanh": np.tanh,
+    "linear": lambda x: x,
+}
+
+
+def dice(x, alpha, mean, variance, epsilon=1e-9):
+    """Dice with given (batch or moving) statistics, channels last."""
+    p = sigmoid((x - mean) / np.sqrt(variance + epsilon))
+    return p * x + alpha * (1.0 - p) * x
+
+
+def dice_batch_moments(x):
+    """Per-channel mean and biased variance over every axis but the last."""
+    flat = x.reshape(-1, x.shape[-1])
+    return flat.mean(axis=0), flat.var(axis=0)
+
+
+def prelu(x, alpha):
+    return np.where(x > 0, x, alpha * x)
+
+
+def unit_scores(query, keys, kernels, biases, output_kernel, output_bias, act):
+    """Scores `(B, T, C)` of the activation unit, one candidate at a time.
+
+    `act` is a function of the hidden layer index and its pre-activation.
+    """
+    query, keys = np.asarray(query, np.float64), np.asarray(keys, np.float64)
+    batch, candidates, _ = query.shape
+    history = keys.shape[1]
+    scores = np.zeros((batch, history, candidates))
+    for c in range(candidates):
+        q = np.repeat(query[:, c : c + 1, :], history, axis=1)
+        hidden = np.concatenate([q, keys, q - keys, q * keys], axis=-1)
+        for i, (kernel, bias) in enumerate(zip(kernels, biases, strict=True)):
+            hidden = act(i, hidden @ kernel + bias)
+        scores[:, :, c] = (hidden @ output_kernel + output_bias)[..., 0]
+    return scores
+
+
+def valid_from_lengths(lengths, history):
+    lengths = np.asarray(lengths).reshape(-1)
+    return np.array([[t < n for t in range(history)] for n in lengths])
+
+
+def pool(scores, keys, valid, weight_normalization, return_score):
+    """DIN pooling of `(B, T, C)` scores; `valid` is `(B, T)` booleans."""
+    keys = np.asarray(keys, np.float64)
+    batch, history, candidates = scores.shape
+    weights = np.zeros((batch, candidates, history))
+    for b in range(batch):
+        idx = [t for t in range(history) if valid[b, t]]
+        for c in range(candidates):
+            s = scores[b, idx, c]
+            if weight_normalization and idx:
+                e = np.exp(s - s.max())
+                s = e / e.sum()
+            weights[b, c, idx] = s
+    if return_score:
+        return weights
+    return weights @ keys

@@ -1,0 +1,401 @@
+import keras
+import numpy as np
+import pytest
+import reference as ref
+from layer_checks import assert_config_round_trip
+from layer_checks import assert_save_load
+from layer_checks import random_like_weights
+from layer_checks import to_numpy
+
+from keras_din import AttentionSequencePoolingLayer
+
+HIDDEN = (8, 4)
+MODES = [(wn, rs) for wn in (False, True) for rs in (False, True)]
+
+
+def make_inputs(rng, batch=5, candidates=1, history=7, dim=6):
+    query = rng.normal(size=(batch, candidates, dim)).astype("float32")
+    keys = rng.normal(size=(batch, history, dim)).astype("float32")
+    return query, keys
+
+
+def make_layer(rng, query, keys, **kwargs):
+    """A built layer with random weights, and the reference of its scores."""
+    layer = AttentionSequencePoolingLayer(att_hidden_units=HIDDEN, **kwargs)
+    layer.build([query.shape, keys.shape])
+    arrays = random_like_weights(layer, rng)
+    layer.set_weights(arrays)
+    n = len(HIDDEN)
+    scores = ref.unit_scores(
+        query,
+        keys,
+        arrays[0 : 2 * n : 2],
+        arrays[1 : 2 * n : 2],
+        arrays[2 * n],
+        arrays[2 * n + 1],
+        lambda i, x: ref.sigmoid(x),
+    )
+    return layer, scores
+
+
+@pytest.mark.parametrize("weight_normalization, return_score", MODES)
+@pytest.mark.parametrize("candidates", [1, 3])
+@pytest.mark.parametrize("lengths_shape", [(-1, 1), (-1,)])
+def test_lengths_match_reference(
+    rng, weight_normalization, return_score, candidates, lengths_shape
+):
+    query, keys = make_inputs(rng, candidates=candidates)
+    # Empty, partial, full, above T and negative histories in one batch.
+    lengths = np.array([0, 3, 7, 12, -2]).reshape(lengths_shape)
+    layer, scores = make_layer(
+        rng,
+        query,
+        keys,
+        weight_normalization=weight_normalization,
+        return_score=return_score,
+    )
+    expected = ref.pool(
+        scores,
+        keys,
+        ref.valid_from_lengths(lengths, 7),
+        weight_normalization,
+        return_score,
+    )
+    actual = to_numpy(layer([query, keys, lengths]))
+    assert actual.shape == ((5, candidates, 7) if return_score else (5, candidates, 6))
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+    # Empty histories (length 0 and -2) give exactly zero.
+    assert np.all(actual[[0, 4]] == 0)
+
+
+@pytest.mark.parametrize("weight_normalization, return_score", MODES)
+@pytest.mark.parametrize("candidates", [1, 2])
+def test_explicit_mask_matches_reference(
+    rng, weight_normalization, return_score, candidates
+):
+    query, keys = make_inputs(rng, candidates=candidates)
+    valid = rng.random((5, 7)) < 0.6
+    valid[0] = False
+    layer, scores = make_layer(
+        rng,
+        query,
+        keys,
+        weight_normalization=weight_normalization,
+        return_score=return_score,
+    )
+    expected = ref.pool(scores, keys, valid, weight_normalization, return_score)
+    np.testing.assert_allclose(
+        to_numpy(layer([query, keys], mask=valid)), expected, rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        to_numpy(layer((query, keys), mask=[None, valid])),
+        expected,
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("weight_normalization, return_score", MODES)
+def test_no_mask_means_all_valid(rng, weight_normalization, return_score):
+    query, keys = make_inputs(rng, candidates=2)
+    layer, scores = make_layer(
+        rng,
+        query,
+        keys,
+        weight_normalization=weight_normalization,
+        return_score=return_score,
+    )
+    valid = np.ones((5, 7), bool)
+    expected = ref.pool(scores, keys, valid, weight_normalization, return_score)
+    np.testing.assert_allclose(
+        to_numpy(layer([query, keys])), expected, rtol=1e-5, atol=1e-5
+    )
+
+
+def test_lengths_and_explicit_mask_combine(rng):
+    query, keys = make_inputs(rng)
+    lengths = np.array([[7], [4], [0], [2], [6]])
+    valid = rng.random((5, 7)) < 0.7
+    layer, scores = make_layer(rng, query, keys, return_score=True)
+    both = ref.valid_from_lengths(lengths, 7) & valid
+    expected = ref.pool(scores, keys, both, False, True)
+    actual = to_numpy(layer([query, keys, lengths], mask=valid))
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_all_histories_empty(rng):
+    query, keys = make_inputs(rng, candidates=2)
+    lengths = np.zeros((5, 1), "int32")
+    for wn, rs in MODES:
+        layer, _ = make_layer(
+            rng, query, keys, weight_normalization=wn, return_score=rs
+        )
+        out = to_numpy(layer([query, keys, lengths]))
+        assert np.all(out == 0), (wn, rs)
+
+
+@pytest.mark.parametrize("weight_normalization", [False, True])
+def test_history_of_length_one(rng, weight_normalization):
+    query, keys = make_inputs(rng, history=1)
+    lengths = np.array([1, 0, 1, 5, 0])
+    layer, scores = make_layer(
+        rng, query, keys, weight_normalization=weight_normalization
+    )
+    expected = ref.pool(
+        scores, keys, ref.valid_from_lengths(lengths, 1), weight_normalization, False
+    )
+    np.testing.assert_allclose(
+        to_numpy(layer([query, keys, lengths])), expected, rtol=1e-5, atol=1e-5
+    )
+
+
+def embedding_models(weight_normalization, vocabulary=20, dim=6):
+    """Two models sharing one layer: masked by `mask_zero`, and by lengths."""
+    embedding = keras.layers.Embedding(vocabulary, dim, mask_zero=True)
+    pooling = AttentionSequencePoolingLayer(
+        att_hidden_units=HIDDEN,
+        weight_normalization=weight_normalization,
+        return_score=True,
+    )
+    item = keras.Input((1,), dtype="int32")
+    history = keras.Input((None,), dtype="int32")
+    lengths = keras.Input((1,), dtype="int32")
+    by_mask = keras.Model(
+        [item, history], pooling([embedding(item), embedding(history)])
+    )
+    by_lengths = keras.Model(
+        [item, history, lengths],
+        pooling([embedding(item), embedding(history), lengths]),
+    )
+    return by_mask, by_lengths
+
+
+def padded_histories(rng, lengths, history=7, vocabulary=20):
+    ids = rng.integers(1, vocabulary, size=(len(lengths), history))
+    ids[np.arange(history)[None, :] >= np.asarray(lengths)[:, None]] = 0
+    return ids.astype("int32")
+
+
+@pytest.mark.parametrize("weight_normalization", [False, True])
+def test_keras_mask_equals_lengths(rng, weight_normalization):
+    lengths = np.array([0, 3, 7, 1, 5])
+    items = rng.integers(1, 20, size=(5, 1)).astype("int32")
+    histories = padded_histories(rng, lengths)
+    by_mask, by_lengths = embedding_models(weight_normalization)
+    from_mask = by_mask.predict([items, histories], verbose=0)
+    from_lengths = by_lengths.predict(
+        [items, histories, lengths[:, None].astype("int32")], verbose=0
+    )
+    np.testing.assert_allclose(from_mask, from_lengths, rtol=1e-6, atol=1e-6)
+    assert np.all(from_mask[0] == 0)
+    assert np.all(from_mask[1, :, 3:] == 0) and np.all(from_mask[1, :, :3] != 0)
+
+
+def test_keras_mask_and_lengths_combine(rng):
+    by_mask, by_lengths = embedding_models(True)
+    items = rng.integers(1, 20, size=(5, 1)).astype("int32")
+    histories = padded_histories(rng, [2, 7, 7, 4, 0])
+    # Lengths shorter than the unpadded histories cut them further.
+    lengths = np.array([[7], [3], [7], [1], [7]], "int32")
+    combined = by_lengths.predict([items, histories, lengths], verbose=0)
+    expected_valid = ref.valid_from_lengths([2, 3, 7, 1, 0], 7)
+    assert np.array_equal(combined[:, 0] != 0, expected_valid)
+    np.testing.assert_allclose(combined.sum(axis=-1)[[0, 1, 2, 3]], 1.0, rtol=1e-5)
+
+
+def test_keras_mask_and_explicit_mask_combine(rng):
+    embedding = keras.layers.Embedding(20, 6, mask_zero=True)
+    pooling = AttentionSequencePoolingLayer(att_hidden_units=HIDDEN, return_score=True)
+    item = keras.Input((1,), dtype="int32")
+    history = keras.Input((7,), dtype="int32")
+    extra = keras.Input((7,), dtype="bool")
+    out = pooling([embedding(item), embedding(history)], mask=extra)
+    model = keras.Model([item, history, extra], out)
+    items = rng.integers(1, 20, size=(5, 1)).astype("int32")
+    histories = padded_histories(rng, [2, 7, 7, 4, 0])
+    extra_mask = rng.random((5, 7)) < 0.5
+    weights = model.predict([items, histories, extra_mask], verbose=0)
+    expected_valid = (histories != 0) & extra_mask
+    assert np.array_equal(weights[:, 0] != 0, expected_valid)
+
+
+def test_output_carries_no_mask(rng):
+    embedding = keras.layers.Embedding(20, 6, mask_zero=True)
+    item = keras.Input((1,), dtype="int32")
+    history = keras.Input((None,), dtype="int32")
+    out = AttentionSequencePoolingLayer()([embedding(item), embedding(history)])
+    assert getattr(out, "_keras_mask", None) is None
+    # A layer that does not support masking takes it without complaint.
+    keras.layers.Flatten()(out)
+
+
+def test_weights_are_the_units(rng):
+    query, keys = make_inputs(rng)
+    layer = AttentionSequencePoolingLayer(att_hidden_units=(8, 4))
+    layer([query, keys])
+    assert [id(w) for w in layer.weights] == [id(w) for w in layer.local_att.weights]
+    shapes = [tuple(w.shape) for w in layer.weights]
+    assert shapes == [(24, 8), (8,), (8, 4), (4,), (4, 1), (1,)]
+
+
+def test_dice_activation_runs_in_training(rng):
+    query, keys = make_inputs(rng, candidates=2)
+    layer = AttentionSequencePoolingLayer(
+        att_hidden_units=HIDDEN, att_activation="dice"
+    )
+    out = layer([query, keys, np.array([0, 3, 7, 1, 5])], training=True)
+    assert np.all(np.isfinite(to_numpy(out)))
+    assert len(layer.weights) == 6 + 3 * len(HIDDEN)
+
+
+def test_config_round_trip():
+    layer = AttentionSequencePoolingLayer(
+        att_hidden_units=(6, 3),
+        att_activation="dice",
+        weight_normalization=True,
+        return_score=True,
+        supports_masking=True,
+        name="attention",
+    )
+    assert_config_round_trip(layer)
+    config = layer.get_config()
+    assert config["att_hidden_units"] == [6, 3]
+    assert config["att_activation"] == "dice"
+    assert config["weight_normalization"] is True
+    assert config["return_score"] is True
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "dice", "prelu"])
+def test_functional_save_load(rng, tmp_path, activation):
+    item = keras.Input((1,), dtype="int32")
+    history = keras.Input((None,), dtype="int32")
+    lengths = keras.Input((1,), dtype="int32")
+    embedding = keras.layers.Embedding(20, 6, mask_zero=True)
+    masked = AttentionSequencePoolingLayer(
+        att_hidden_units=HIDDEN, att_activation=activation, weight_normalization=True
+    )([embedding(item), embedding(history)])
+    by_length = AttentionSequencePoolingLayer(
+        att_hidden_units=HIDDEN, att_activation=activation
+    )([embedding(item), embedding(history), lengths])
+    model = keras.Model(
+        [item, history, lengths], keras.layers.Concatenate()([masked, by_length])
+    )
+    inputs = [
+        rng.integers(1, 20, size=(5, 1)).astype("int32"),
+        padded_histories(rng, [0, 3, 7, 1, 5]),
+        np.array([[0], [2], [7], [9], [4]], "int32"),
+    ]
+    assert_save_load(model, inputs, tmp_path)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+@pytest.mark.parametrize("weight_normalization", [False, True])
+def test_mixed_precision_training_with_empty_histories(
+    rng, policy, weight_normalization
+):
+    keras.config.set_dtype_policy(policy)
+    embedding = keras.layers.Embedding(30, 8, mask_zero=True)
+    item = keras.Input((1,), dtype="int32")
+    history = keras.Input((10,), dtype="int32")
+    pooled = AttentionSequencePoolingLayer(
+        att_hidden_units=HIDDEN,
+        att_activation="dice",
+        weight_normalization=weight_normalization,
+    )([embedding(item), embedding(history)])
+    logits = keras.layers.Dense(1)(keras.layers.Flatten()(pooled))
+    out = keras.layers.Activation("sigmoid", dtype="float32")(logits)
+    model = keras.Model([item, history], out)
+    assert model.layers[-1].dtype == "float32"
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="binary_crossentropy")
+    lengths = rng.integers(0, 11, size=32)
+    lengths[:8] = 0  # a quarter of every batch is empty
+    histories = padded_histories(rng, lengths, history=10, vocabulary=30)
+    items = rng.integers(1, 30, size=(32, 1)).astype("int32")
+    labels = rng.integers(0, 2, size=(32, 1)).astype("float32")
+    history_log = model.fit(
+        [items, histories], labels, batch_size=16, epochs=3, verbose=0
+    )
+    assert np.all(np.isfinite(history_log.history["loss"]))
+    for w in model.weights:
+        assert np.all(np.isfinite(to_numpy(w))), w.path
+    pooled_model = keras.Model(model.inputs, pooled)
+    empty = pooled_model.predict([items[:8], histories[:8]], verbose=0)
+    assert np.all(empty == 0)
+
+
+def test_gradients_finite_with_empty_rows_and_large_scores(rng):
+    query, keys = make_inputs(rng)
+    keys[1, 3:] = 1e4  # padding with huge values must not leak
+    layer = AttentionSequencePoolingLayer(
+        att_hidden_units=HIDDEN, att_activation="linear", weight_normalization=True
+    )
+    lengths = np.array([[0], [3], [7], [0], [2]])
+    item = keras.Input((1, 6))
+    history = keras.Input((7, 6))
+    length = keras.Input((1,), dtype="int32")
+    out = layer([item, history, length])
+    model = keras.Model([item, history, length], keras.layers.Flatten()(out))
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit([query, keys, lengths], np.ones((5, 6), "float32"), epochs=2, verbose=0)
+    for w in model.weights:
+        assert np.all(np.isfinite(to_numpy(w))), w.path
+
+
+@pytest.mark.parametrize(
+    "inputs, message",
+    [
+        (lambda q, k, n: [q], "list or tuple of 2 or 3 tensors"),
+        (lambda q, k, n: [q, k, n, n], "list or tuple of 2 or 3 tensors"),
+        (lambda q, k, n: q, "list or tuple"),
+        (lambda q, k, n: [q[:, 0], k], "query"),
+        (lambda q, k, n: [q, k[:, :, 0]], "keys"),
+        (lambda q, k, n: [q[:, :, :3], k], "same last dimension"),
+        (lambda q, k, n: [q[:2], k], "same batch size"),
+        (lambda q, k, n: [q, k, np.zeros((5, 2), "int32")], "keys_length"),
+        (lambda q, k, n: [q, k, np.zeros((5, 1, 1), "int32")], "keys_length"),
+        (lambda q, k, n: [q, k, n[:3]], "same batch size"),
+    ],
+)
+def test_bad_inputs(rng, inputs, message):
+    query, keys = make_inputs(rng)
+    lengths = np.ones((5, 1), "int32")
+    args = inputs(query, keys, lengths)
+    with pytest.raises(ValueError, match=message) as error:
+        AttentionSequencePoolingLayer()(args)
+    assert "Received" in str(error.value)
+    if isinstance(args, list):
+        symbolic = [keras.Input(batch_shape=a.shape, dtype=a.dtype) for a in args]
+        with pytest.raises(ValueError, match=message):
+            AttentionSequencePoolingLayer()(symbolic)
+
+
+def test_float_keys_length_is_a_type_error(rng):
+    query, keys = make_inputs(rng)
+    lengths = np.ones((5, 1), "float32")
+    with pytest.raises(TypeError, match="keys_length.*integer.*Received"):
+        AttentionSequencePoolingLayer()([query, keys, lengths])
+    symbolic = [keras.Input((1, 6)), keras.Input((7, 6)), keras.Input((1,))]
+    with pytest.raises(TypeError, match="keys_length"):
+        AttentionSequencePoolingLayer()(symbolic)
+
+
+def test_bad_masks(rng):
+    query, keys = make_inputs(rng)
+    layer = AttentionSequencePoolingLayer()
+    with pytest.raises(ValueError, match="mask.*Received: mask.shape"):
+        layer([query, keys], mask=np.ones((5, 6), bool))
+    with pytest.raises(ValueError, match="one entry per input"):
+        layer([query, keys], mask=[None, None, np.ones((5, 7), bool)])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"att_hidden_units": ()}, "att_hidden_units"),
+        ({"att_hidden_units": (0,)}, "att_hidden_units"),
+        ({"att_activation": "nope"}, "nope"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        AttentionSequencePoolingLayer(**kwargs)
