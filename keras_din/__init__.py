@@ -3,6 +3,7 @@
 from keras_din.layers import AttentionSequencePoolingLayer
 from keras_din.layers import Dice
 from keras_din.layers import LocalActivationUnit
+from keras_din.layers import MiniBatchAwareEmbedding
 
 __version__ = "0.1.0"
 
@@ -10,5 +11,6 @@ __all__ = [
     "AttentionSequencePoolingLayer",
     "Dice",
     "LocalActivationUnit",
+    "MiniBatchAwareEmbedding",
     "__version__",
 ]

@@ -55,6 +55,22 @@ def unit_scores(query, keys, kernels, biases, output_kernel, output_bias, act):
     return scores
 
 
+def unit_scores_joint(query, keys, kernels, biases, output_kernel, output_bias, act):
+    """Like `unit_scores`, with every candidate in one `(B, T, C, 4E)` tensor.
+
+    `act(i, x)` sees the pre-activations `(B, T, C, H_i)` of all candidates
+    at once, as batch statistics (Dice, batch norm) in training need.
+    """
+    query, keys = np.asarray(query, np.float64), np.asarray(keys, np.float64)
+    q = query[:, None, :, :]  # (B, 1, C, E)
+    k = keys[:, :, None, :]  # (B, T, 1, E)
+    q, k = np.broadcast_arrays(q, k)
+    hidden = np.concatenate([q, k, q - k, q * k], axis=-1)
+    for i, (kernel, bias) in enumerate(zip(kernels, biases, strict=True)):
+        hidden = act(i, hidden @ kernel + bias)
+    return (hidden @ output_kernel + output_bias)[..., 0]
+
+
 def valid_from_lengths(lengths, history):
     lengths = np.asarray(lengths).reshape(-1)
     return np.array([[t < n for t in range(history)] for n in lengths])

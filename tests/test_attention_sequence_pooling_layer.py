@@ -399,3 +399,39 @@ def test_bad_masks(rng):
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         AttentionSequencePoolingLayer(**kwargs)
+
+
+@pytest.mark.parametrize("dice_ignores_padding", [True, False])
+def test_dice_statistics_and_padding(rng, dice_ignores_padding):
+    query, keys = make_inputs(rng, candidates=2)
+    lengths = np.array([0, 3, 7, 1, 5])
+    valid = ref.valid_from_lengths(lengths, 7)
+    layer = AttentionSequencePoolingLayer(
+        att_hidden_units=HIDDEN,
+        att_activation="dice",
+        return_score=True,
+        dice_ignores_padding=dice_ignores_padding,
+    )
+    layer.build([query.shape, keys.shape])
+    arrays = random_like_weights(layer, rng)
+    layer.set_weights(arrays)
+    n = len(HIDDEN)
+    alphas = [arrays[2 * n + 2 + 3 * i] for i in range(n)]
+    moment_rows = valid if dice_ignores_padding else np.ones_like(valid)
+
+    def dice(i, x):
+        rows = x[moment_rows]
+        return ref.dice(x, alphas[i], rows.mean(axis=(0, 1)), rows.var(axis=(0, 1)))
+
+    scores = ref.unit_scores_joint(
+        query,
+        keys,
+        arrays[0 : 2 * n : 2],
+        arrays[1 : 2 * n : 2],
+        arrays[2 * n],
+        arrays[2 * n + 1],
+        dice,
+    )
+    expected = ref.pool(scores, keys, valid, False, True)
+    actual = to_numpy(layer([query, keys, lengths], training=True))
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)

@@ -129,3 +129,64 @@ def test_axis_out_of_range():
         Dice(axis=3).build((None, 4))
     with pytest.raises(ValueError, match="channel axis.*known"):
         Dice().build((None, None))
+
+
+def test_mask_restricts_training_moments(rng):
+    x = rng.normal(size=(6, 5, 4)).astype("float32")
+    mask = rng.random((6, 5)) < 0.5
+    x[~mask] = 100.0  # padding far off: it must not move the moments
+    dice = Dice()
+    dice.build(x.shape)
+    alpha = rng.normal(size=4).astype("float32")
+    dice.set_weights([alpha, np.zeros(4, "float32"), np.ones(4, "float32")])
+    valid = x[mask].astype("float64")
+    mean, variance = valid.mean(axis=0), valid.var(axis=0)
+    expected = ref.dice(x.astype("float64"), alpha, mean, variance)
+    actual = to_numpy(dice(x, training=True, mask=mask))
+    np.testing.assert_allclose(actual[mask], expected[mask], rtol=1e-4, atol=1e-4)
+    _, moving_mean, moving_variance = dice.get_weights()
+    np.testing.assert_allclose(moving_mean, 0.01 * mean, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        moving_variance, 0.99 + 0.01 * variance, rtol=1e-4, atol=1e-6
+    )
+    # Inference ignores the mask.
+    np.testing.assert_allclose(
+        to_numpy(dice(x, training=False, mask=mask)), to_numpy(dice(x)), atol=1e-6
+    )
+
+
+def test_all_invalid_mask_keeps_moving_moments(rng):
+    x = rng.normal(size=(3, 4, 2)).astype("float32")
+    dice = Dice()
+    dice.build(x.shape)
+    weights = [
+        np.full(2, 0.3, "float32"),
+        np.array([0.5, -1.0], "float32"),
+        np.array([2.0, 0.5], "float32"),
+    ]
+    dice.set_weights(weights)
+    out = to_numpy(dice(x, training=True, mask=np.zeros((3, 4), bool)))
+    np.testing.assert_allclose(out, ref.dice(x, *weights), rtol=1e-5, atol=1e-6)
+    for got, want in zip(dice.get_weights(), weights, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_keras_mask_reaches_dice(rng):
+    ids = keras.Input((5,), dtype="int32")
+    embedding = keras.layers.Embedding(10, 3, mask_zero=True)
+    dice = Dice()
+    model = keras.Model(ids, dice(embedding(ids)))
+    model.compile(optimizer="sgd", loss="mse")
+    data = np.array([[1, 2, 0, 0, 0], [3, 0, 0, 0, 0]], "int32")
+    rows = to_numpy(embedding.embeddings)[[1, 2, 3]]
+    model.fit(data, np.zeros((2, 5, 3)), epochs=1, batch_size=2, verbose=0)
+    # Only the rows of ids 1, 2, 3 enter the moments, not the padding.
+    np.testing.assert_allclose(
+        dice.get_weights()[1], 0.01 * rows.mean(axis=0), rtol=1e-4, atol=1e-7
+    )
+
+
+def test_bad_mask_rank(rng):
+    x = rng.normal(size=(3, 4, 2)).astype("float32")
+    with pytest.raises(ValueError, match="mask.*Received"):
+        Dice()(x, training=True, mask=np.ones((3, 4, 2), bool))

@@ -243,3 +243,28 @@ def test_wrong_number_of_inputs(rng):
         LocalActivationUnit()([query, keys, keys])
     with pytest.raises(ValueError, match="list or tuple of 2 tensors"):
         LocalActivationUnit()(keys)
+
+
+@pytest.mark.parametrize("candidates", [1, 2])
+def test_keys_mask_restricts_dice_statistics(rng, candidates):
+    query, keys = make_inputs(rng, candidates=candidates)
+    valid = ref.valid_from_lengths([0, 2, 6, 4], 6)
+    unit = LocalActivationUnit(hidden_units=(8, 4), activation="dice")
+    unit([query, keys])
+    arrays = random_like_weights(unit, rng)
+    unit.set_weights(arrays)
+    kernels, biases, w_o, b_o = split_dense_weights(arrays, 2)
+    alphas = [arrays[6], arrays[9]]
+
+    def masked_dice(i, x):  # x: (B, T, C, H); moments over valid (b, t)
+        rows = x[valid]
+        return ref.dice(x, alphas[i], rows.mean(axis=(0, 1)), rows.var(axis=(0, 1)))
+
+    expected = ref.unit_scores_joint(
+        query, keys, kernels, biases, w_o, b_o, masked_dice
+    )
+    actual = to_numpy(unit([query, keys], training=True, keys_mask=valid))
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
+    # Without the mask the padding enters the moments and the scores differ.
+    unmasked = to_numpy(unit([query, keys], training=True))
+    assert not np.allclose(unmasked[valid], expected[valid], atol=1e-3)

@@ -5,5 +5,11 @@ from keras_din.layers.attention_sequence_pooling_layer import (
 )
 from keras_din.layers.dice import Dice
 from keras_din.layers.local_activation_unit import LocalActivationUnit
+from keras_din.layers.mini_batch_aware_embedding import MiniBatchAwareEmbedding
 
-__all__ = ["AttentionSequencePoolingLayer", "Dice", "LocalActivationUnit"]
+__all__ = [
+    "AttentionSequencePoolingLayer",
+    "Dice",
+    "LocalActivationUnit",
+    "MiniBatchAwareEmbedding",
+]

@@ -79,3 +79,15 @@ def check_positive_units(name, units):
             f"Received: {name}={units!r}"
         )
     return tuple(int(u) for u in units)
+
+
+def check_keys_mask(mask, keys):
+    """Checks a `(B, T)` mask of the positions of `keys`."""
+    mask_shape, keys_shape = static_shape(mask), static_shape(keys)
+    if len(mask_shape) != 2 or any(
+        dims_disagree(m, k) for m, k in zip(mask_shape, keys_shape[:2], strict=True)
+    ):
+        raise ValueError(
+            "The mask of `keys` must have shape (batch, history_length) = "
+            f"{keys_shape[:2]}. Received: mask.shape={mask_shape}"
+        )

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_din.layers._checks import check_keys_mask
 from keras_din.layers._checks import check_positive_units
 from keras_din.layers._checks import check_query_and_keys
 from keras_din.layers._checks import dims_disagree
@@ -33,6 +34,10 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
             Defaults to `False`.
         return_score: bool. Whether to return the attention weights instead
             of the pooled embedding. Defaults to `False`.
+        dice_ignores_padding: bool. With `att_activation="dice"`, whether
+            Dice takes its training statistics over the valid history
+            positions only. `False` includes the padding, as DeepCTR does.
+            Inference is the same either way. Defaults to `True`.
         supports_masking: Accepted for compatibility with DeepCTR and
             ignored: the layer takes a Keras mask whenever `keys` carries one.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
@@ -76,6 +81,7 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
         att_activation="sigmoid",
         weight_normalization=False,
         return_score=False,
+        dice_ignores_padding=True,
         supports_masking=None,
         **kwargs,
     ):
@@ -86,6 +92,7 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
         self.att_activation = att_activation
         self.weight_normalization = bool(weight_normalization)
         self.return_score = bool(return_score)
+        self.dice_ignores_padding = bool(dice_ignores_padding)
         self.local_att = LocalActivationUnit(
             hidden_units=self.att_hidden_units,
             activation=att_activation,
@@ -137,7 +144,13 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
         keras_mask = mask if inputs_mask is None else inputs_mask
         valid = self._valid_positions(inputs, keras_mask, explicit_mask)
 
-        scores = self.local_att([query, keys], training=training)  # (B, T, C)
+        scores = self.local_att(
+            [query, keys],
+            training=training,
+            keys_mask=valid if self.dice_ignores_padding else None,
+        )  # (B, T, C)
+        if valid is not None:
+            valid = ops.expand_dims(valid, -1)
         if self.weight_normalization:
             weights = _masked_softmax(scores, valid)
         elif valid is not None:
@@ -150,7 +163,7 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
         return ops.matmul(weights, keys)
 
     def _valid_positions(self, inputs, keras_mask, explicit_mask):
-        """The `(B, T, 1)` boolean mask of valid positions, or `None`."""
+        """The `(B, T)` boolean mask of valid positions, or `None`."""
         keys = inputs[1]
         sources = []
         if len(inputs) == 3:
@@ -172,7 +185,7 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
         valid = sources[0]
         for source in sources[1:]:
             valid = ops.logical_and(valid, source)
-        return ops.expand_dims(valid, -1)
+        return valid
 
     @staticmethod
     def _keys_mask(mask, num_inputs, keys):
@@ -185,14 +198,7 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
             mask = mask[1]
         if mask is None:
             return None
-        mask_shape, keys_shape = static_shape(mask), static_shape(keys)
-        if len(mask_shape) != 2 or any(
-            dims_disagree(m, k) for m, k in zip(mask_shape, keys_shape[:2], strict=True)
-        ):
-            raise ValueError(
-                "The mask of `keys` must have shape (batch, history_length) = "
-                f"{keys_shape[:2]}. Received: mask.shape={mask_shape}"
-            )
+        check_keys_mask(mask, keys)
         return mask
 
     def compute_mask(self, inputs, previous_mask=None):
@@ -207,6 +213,7 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
                 "att_activation": activation,
                 "weight_normalization": self.weight_normalization,
                 "return_score": self.return_score,
+                "dice_ignores_padding": self.dice_ignores_padding,
             }
         )
         return config

@@ -30,6 +30,11 @@ class Dice(keras.layers.Layer):
         inputs: A floating tensor of rank 2 or more.
         training: Python boolean. Whether to use (and update) the batch
             statistics instead of the moving ones.
+        mask: Optional boolean tensor of the shape of `inputs` without the
+            channel axis, such as the Keras mask of a sequence. In training,
+            the batch statistics are taken over the valid (true) entries
+            only, so that padding does not bias them; a batch without any
+            valid entry uses, and keeps, the moving statistics.
 
     Output:
         A tensor of the same shape and dtype as `inputs`.
@@ -100,10 +105,10 @@ class Dice(keras.layers.Layer):
             name="moving_variance",
         )
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, mask=None):
         x = ops.cast(inputs, self.variable_dtype)
         if training and self.trainable:
-            mean, variance = ops.moments(x, axes=self._reduction_axes)
+            mean, variance = self._batch_moments(x, mask)
             self.moving_mean.assign(
                 self.moving_mean * self.momentum + mean * (1.0 - self.momentum)
             )
@@ -118,6 +123,34 @@ class Dice(keras.layers.Layer):
         p = ops.cast(p, inputs.dtype)
         alpha = ops.reshape(ops.cast(self.alpha, inputs.dtype), self._broadcast_shape)
         return inputs * (p + alpha * (1.0 - p))
+
+    def _batch_moments(self, x, mask):
+        """Per-channel mean and (biased) variance, over valid entries only.
+
+        Where the mask leaves no valid entry, the moving moments are returned
+        so that neither the output nor the moving averages change.
+        """
+        if mask is None:
+            return ops.moments(x, axes=self._reduction_axes)
+        if len(mask.shape) != len(x.shape) - 1:
+            raise ValueError(
+                "The mask of `Dice` must have the shape of its input without "
+                f"the channel axis. Received: mask.shape={tuple(mask.shape)}, "
+                f"inputs.shape={tuple(x.shape)}"
+            )
+        weights = ops.expand_dims(ops.cast(mask, x.dtype), self._channel_axis)
+        weights = ops.broadcast_to(weights, ops.shape(x))
+        count = ops.sum(weights, axis=self._reduction_axes)
+        has_valid = count > 0
+        count = ops.maximum(count, 1.0)
+        mean = ops.sum(x * weights, axis=self._reduction_axes) / count
+        centred = x - ops.reshape(mean, self._broadcast_shape)
+        variance = ops.sum(weights * centred * centred, self._reduction_axes) / count
+        mean = ops.where(has_valid, mean, ops.convert_to_tensor(self.moving_mean))
+        variance = ops.where(
+            has_valid, variance, ops.convert_to_tensor(self.moving_variance)
+        )
+        return mean, variance
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_din.layers._checks import check_keys_mask
 from keras_din.layers._checks import check_positive_units
 from keras_din.layers._checks import check_query_and_keys
 from keras_din.layers._checks import split_inputs
@@ -93,6 +94,10 @@ class LocalActivationUnit(keras.layers.Layer):
         mask: Ignored: every position is scored, masking is the job of the
             pooling. Accepted so that inputs carrying a Keras mask are taken
             without a warning.
+        keys_mask: Optional boolean tensor of shape `(B, T)`, true at valid
+            history positions. If given, Dice activations take their training
+            statistics over the valid positions only; the scores of every
+            position are still computed.
         training: Python boolean. Whether dropout, batch normalisation and
             Dice run in training mode.
 
@@ -205,19 +210,29 @@ class LocalActivationUnit(keras.layers.Layer):
                 if layers:
                     layers[i].build((None, units))
 
-    def call(self, inputs, mask=None, training=None):
+    def call(self, inputs, mask=None, training=None, keys_mask=None):
         query, keys = split_inputs(inputs, self.__class__.__name__, (2,))
         check_query_and_keys(query, keys)
         batch = ops.shape(keys)[0]
         history = ops.shape(keys)[1]
         candidates = ops.shape(query)[1]
+        row_mask = None
+        if keys_mask is not None:
+            check_keys_mask(keys_mask, keys)
+            row_mask = ops.expand_dims(ops.cast(keys_mask, "bool"), -1)
+            row_mask = ops.broadcast_to(row_mask, (batch, history, candidates))
+            row_mask = ops.reshape(row_mask, (-1,))
         hidden = self._first_layer(query, keys)
         for i in range(len(self.hidden_units)):
             if i > 0:
                 hidden = ops.matmul(hidden, self.kernels[i]) + self.biases[i]
             if self.use_bn:
                 hidden = self.batch_norms[i](hidden, training=training)
-            hidden = self.activation_layers[i](hidden, training=training)
+            activation = self.activation_layers[i]
+            if isinstance(activation, Dice):
+                hidden = activation(hidden, training=training, mask=row_mask)
+            else:
+                hidden = activation(hidden, training=training)
             if self.dropouts:
                 hidden = self.dropouts[i](hidden, training=training)
         scores = ops.matmul(hidden, self.output_kernel) + self.output_bias

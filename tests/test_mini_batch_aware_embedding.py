@@ -1,0 +1,122 @@
+import keras
+import numpy as np
+import pytest
+from layer_checks import assert_config_round_trip
+from layer_checks import assert_save_load
+from layer_checks import to_numpy
+
+from keras_din import MiniBatchAwareEmbedding
+
+VOCABULARY, DIM = 12, 4
+
+
+def paper_penalty(table, ids, frequencies, l2, padding_id=None):
+    """DIN paper eq. (4) for one mini-batch: every distinct id once."""
+    distinct = set(np.asarray(ids).ravel().tolist()) - {padding_id}
+    return l2 * sum(np.sum(table[j] ** 2) / max(frequencies[j], 1.0) for j in distinct)
+
+
+@pytest.fixture
+def frequencies(rng):
+    counts = rng.integers(1, 50, size=VOCABULARY).astype("float32")
+    counts[5] = 0  # an id never seen in training counts as 1
+    return counts
+
+
+@pytest.mark.parametrize("mask_zero", [False, True])
+def test_penalty_matches_paper_formula(rng, frequencies, mask_zero):
+    ids = np.array([[1, 3, 3, 0], [5, 1, 0, 0], [7, 3, 11, 2]], "int32")
+    layer = MiniBatchAwareEmbedding(
+        VOCABULARY, DIM, frequencies=frequencies, l2=0.05, mask_zero=mask_zero
+    )
+    out = layer(ids, training=True)
+    table = to_numpy(layer.embeddings).astype("float64")
+    np.testing.assert_allclose(to_numpy(out), table[ids], rtol=1e-6)
+    assert len(layer.losses) == 1
+    expected = paper_penalty(
+        table, ids, frequencies, 0.05, padding_id=0 if mask_zero else None
+    )
+    np.testing.assert_allclose(to_numpy(layer.losses[0]), expected, rtol=1e-5)
+
+
+def test_no_penalty_in_inference(frequencies):
+    layer = MiniBatchAwareEmbedding(VOCABULARY, DIM, frequencies=frequencies, l2=0.1)
+    layer(np.array([[1, 2]]))
+    layer(np.array([[1, 2]]), training=False)
+    assert layer.losses == []
+
+
+def test_sgd_step_is_the_papers_update(rng, frequencies):
+    """Only rows in the batch shrink, by lr * 2 * l2 * w_j / n_j."""
+    ids = keras.Input((3,), dtype="int32")
+    embedding = MiniBatchAwareEmbedding(
+        VOCABULARY, DIM, frequencies=frequencies, l2=0.5, mask_zero=True
+    )
+    outputs = keras.layers.Flatten()(embedding(ids))
+    model = keras.Model(ids, outputs)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="mse")
+    batch = np.array([[1, 4, 4], [0, 0, 9], [4, 5, 0]], "int32")
+    before = to_numpy(embedding.embeddings).copy()
+    # Targets equal to the current outputs: the data loss has zero gradient,
+    # so the step is the regularization's alone.
+    targets = model.predict(batch, verbose=0)
+    model.fit(batch, targets, batch_size=3, epochs=1, shuffle=False, verbose=0)
+    after = to_numpy(embedding.embeddings)
+    expected = before.copy()
+    for j in (1, 4, 5, 9):
+        expected[j] -= 0.1 * 2 * 0.5 * before[j] / max(frequencies[j], 1.0)
+    np.testing.assert_allclose(after, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_mask_and_save_load(rng, frequencies, tmp_path):
+    ids = keras.Input((None,), dtype="int32")
+    embedding = MiniBatchAwareEmbedding(
+        VOCABULARY, DIM, frequencies=frequencies, l2=0.01, mask_zero=True
+    )
+    embedded = embedding(ids)
+    assert embedded.shape == (None, None, DIM)
+    pooled = keras.layers.GlobalAveragePooling1D()(embedded)
+    model = keras.Model(ids, pooled)
+    data = np.array([[1, 2, 0, 0], [3, 0, 0, 0]], "int32")
+    # The Keras mask reaches the pooling: the padding is not averaged in.
+    table = to_numpy(embedding.embeddings)
+    np.testing.assert_allclose(
+        model.predict(data, verbose=0)[0], table[[1, 2]].mean(axis=0), rtol=1e-5
+    )
+    reloaded = assert_save_load(model, data, tmp_path)
+    np.testing.assert_array_equal(to_numpy(reloaded.layers[1].frequencies), frequencies)
+
+
+def test_config_round_trip(frequencies):
+    layer = MiniBatchAwareEmbedding(
+        VOCABULARY, DIM, frequencies=frequencies, l2=0.2, mask_zero=True, name="mba"
+    )
+    assert_config_round_trip(layer)
+    assert layer.get_config()["l2"] == 0.2
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"l2": -1.0}, "l2"),
+        ({"frequencies": np.ones(3)}, "frequencies"),
+        ({"frequencies": -np.ones(VOCABULARY)}, "frequencies"),
+        ({"input_dim": 0}, "input_dim"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    arguments = {"input_dim": VOCABULARY, "output_dim": DIM, **kwargs}
+    with pytest.raises(ValueError, match=f"{message}.*Received"):
+        MiniBatchAwareEmbedding(**arguments)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision(frequencies, policy):
+    keras.config.set_dtype_policy(policy)
+    layer = MiniBatchAwareEmbedding(VOCABULARY, DIM, frequencies=frequencies, l2=0.1)
+    out = layer(np.array([[1, 2, 2]]), training=True)
+    assert keras.backend.standardize_dtype(out.dtype) == policy.split("_")[1]
+    assert keras.backend.standardize_dtype(layer.embeddings.dtype) == "float32"
+    table = to_numpy(layer.embeddings).astype("float64")
+    expected = paper_penalty(table, [1, 2], frequencies, 0.1)
+    np.testing.assert_allclose(to_numpy(layer.losses[0]), expected, rtol=1e-2)
