@@ -67,7 +67,7 @@ def din_data(rng, samples=512):
 
 
 def device_kind(tensor):
-    """"gpu" or "cpu": where a backend tensor lives."""
+    """Where a backend tensor lives: "gpu" or "cpu"."""
     if BACKEND == "tensorflow":
         return "gpu" if "GPU" in tensor.device.upper() else "cpu"
     if BACKEND == "torch":
