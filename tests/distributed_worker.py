@@ -170,6 +170,5 @@ def run_torch(path):
 
 
 if __name__ == "__main__":
-    {"jax": run_jax, "tensorflow": run_tensorflow, "torch": run_torch}[BACKEND](
-        sys.argv[1]
-    )
+    runners = {"jax": run_jax, "tensorflow": run_tensorflow, "torch": run_torch}
+    runners[BACKEND](sys.argv[1])

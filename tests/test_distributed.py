@@ -95,3 +95,30 @@ def test_torch_ddp_matches_single_device(tmp_path):
         OMP_NUM_THREADS="1",
     )
     assert_same_training(weights)
+
+
+def test_distributed_example_runs():
+    """examples/train_distributed.py on two CPU devices (torch: processes)."""
+    example = [str(ROOT / "examples" / "train_distributed.py")]
+    example += ["--epochs", "1", "--samples", "1024", "--batch-size", "256"]
+    if BACKEND == "torch":
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        command += ["--nproc-per-node", "2", *example]
+        expected = "DistributedDataParallel over 2 processes"
+    else:
+        command = [sys.executable, *example, "--cpu-devices", "2"]
+        expected = {
+            "jax": "DataParallel over 2 devices",
+            "tensorflow": "MirroredStrategy, 2",
+        }[BACKEND]
+    result = subprocess.run(
+        command,
+        cwd=ROOT,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert expected in result.stdout
+    assert "test " in result.stdout and "auc" in result.stdout
