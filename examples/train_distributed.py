@@ -50,6 +50,7 @@ if BACKEND == "tensorflow":
         )
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from din_functional import din_model  # noqa: E402
@@ -96,17 +97,74 @@ def train_jax(train, test):
 
 def train_tensorflow(train, test):
     if "TF_CONFIG" in os.environ:  # several hosts, one worker process each
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    elif ARGS.cpu_devices:
+        return train_tensorflow_multi_worker(train, test)
+    if ARGS.cpu_devices:
         cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
         strategy = tf.distribute.MirroredStrategy(cpus)
     else:
         strategy = tf.distribute.MirroredStrategy()  # all GPUs, else the CPU
-    print(f"tensorflow: {type(strategy).__name__}, {strategy.num_replicas_in_sync}")
+    print(f"tensorflow: MirroredStrategy, {strategy.num_replicas_in_sync} replicas")
     with strategy.scope():
         model = compile_din(din_model())
     model.fit(*train, batch_size=ARGS.batch_size, epochs=ARGS.epochs, verbose=2)
     report(model, *test)
+
+
+def train_tensorflow_multi_worker(train, test):
+    """MultiWorkerMirroredStrategy. Keras 3's `fit` fails under it
+    (keras-team/keras#20585), so a short custom loop trains instead."""
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    replicas = strategy.num_replicas_in_sync
+    print(f"tensorflow: MultiWorkerMirroredStrategy, {replicas} replicas")
+    with strategy.scope():
+        model = compile_din(din_model())
+        optimizer = model.optimizer
+    loss_fn = keras.losses.BinaryCrossentropy(reduction="sum")
+    options = tf.data.Options()  # each worker reads its share of every batch
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA
+    )
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(
+            ((train[0]["candidate"], train[0]["history"]), train[1])
+        )
+        .shuffle(len(train[1]), seed=0)
+        .batch(ARGS.batch_size, drop_remainder=True)
+        .with_options(options)
+    )
+
+    @tf.function
+    def step(inputs, labels):
+        def replica_step(inputs, labels):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(labels, model(inputs, training=True))
+                loss = loss / ARGS.batch_size  # mean over the global batch
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(
+                zip(grads, model.trainable_variables, strict=True)
+            )
+            return loss
+
+        losses = strategy.run(replica_step, args=(inputs, labels))
+        return strategy.reduce("SUM", losses, axis=None)
+
+    for epoch in range(ARGS.epochs):
+        losses = [
+            float(step(x, y))
+            for x, y in strategy.experimental_distribute_dataset(dataset)
+        ]
+        print(f"epoch {epoch + 1}/{ARGS.epochs} - loss: {np.mean(losses):.4f}")
+    # Keras 3's evaluate() fails under this strategy too: score by hand.
+    (test_x, test_y), probabilities = test, []
+    for start in range(0, len(test_y), 1024):
+        batch = [
+            test_x[name][start : start + 1024] for name in ("candidate", "history")
+        ]
+        probabilities.append(keras.ops.convert_to_numpy(model(batch)))
+    auc = keras.metrics.AUC()
+    auc.update_state(test_y, np.concatenate(probabilities))
+    accuracy = np.mean((np.concatenate(probabilities) > 0.5) == test_y)
+    print(f"test auc: {float(auc.result()):.4f}, accuracy: {accuracy:.4f}")
 
 
 def train_torch(train, test):
