@@ -1,3 +1,5 @@
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -22,6 +24,18 @@ def gpu_visible():
 
         return any(d.platform == "gpu" for d in jax.devices())
     return False
+
+
+def pytest_configure(config):
+    """With KERAS_DIN_REQUIRE_GPU=1 (the gpu-* tox environments), refuse to
+    run where the backend sees no GPU, so a GPU run never passes on the CPU."""
+    if os.environ.get("KERAS_DIN_REQUIRE_GPU", "") not in ("", "0") and (
+        not gpu_visible()
+    ):
+        raise pytest.UsageError(
+            f"KERAS_DIN_REQUIRE_GPU is set, but no GPU is visible to the "
+            f"{BACKEND} backend; refusing to run the GPU tests on the CPU."
+        )
 
 
 def pytest_report_header(config):
