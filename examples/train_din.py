@@ -233,8 +233,8 @@ def parse_args(argv=None):
         "--quick", action="store_true", help="small data and few epochs (< 2 min)"
     )
     parser.add_argument("--epochs", type=int, help="default: 3 quick, 5 otherwise")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--learning-rate", type=float, default=0.005)
+    parser.add_argument("--batch-size", type=int, help="default: 512 quick, 256")
+    parser.add_argument("--learning-rate", type=float, default=0.01)
     parser.add_argument("--embedding-dim", type=int, default=8)
     parser.add_argument("--l2", type=float, default=0.01, help="MBA strength")
     parser.add_argument("--seed", type=int, default=0)
@@ -243,6 +243,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.epochs is None:
         args.epochs = 3 if args.quick else 5
+    if args.batch_size is None:
+        args.batch_size = 512 if args.quick else 256
     return args
 
 
