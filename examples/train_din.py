@@ -86,8 +86,16 @@ def occurrences(ids_list, size):
     return counts.astype("float32")
 
 
-def _plain_embedding(input_dim, output_dim, frequencies=None, l2=0.0, **kwargs):
-    return keras.layers.Embedding(input_dim, output_dim, **kwargs)  # TEMP
+def embedding(input_dim, output_dim, frequencies, l2, **kwargs):
+    """`MiniBatchAwareEmbedding`; a plain `Embedding` before it is available.
+
+    TODO(issue 6): drop the fallback once `MiniBatchAwareEmbedding` is merged.
+    """
+    if hasattr(keras_din, "MiniBatchAwareEmbedding"):
+        return keras_din.MiniBatchAwareEmbedding(
+            input_dim, output_dim, frequencies=frequencies, l2=l2, **kwargs
+        )
+    return keras.layers.Embedding(input_dim, output_dim, **kwargs)
 
 
 def build_model(kind, x_train, sizes, args):
@@ -110,9 +118,7 @@ def build_model(kind, x_train, sizes, args):
     category_frequencies = occurrences(
         [x_train["candidate_category"], x_train["history_category"]], num_categories
     )
-    if not hasattr(keras_din, "MiniBatchAwareEmbedding"):  # TEMP until merge
-        keras_din.MiniBatchAwareEmbedding = _plain_embedding
-    items = keras_din.MiniBatchAwareEmbedding(
+    items = embedding(
         num_items,
         args.embedding_dim,
         frequencies=item_frequencies,
@@ -120,7 +126,7 @@ def build_model(kind, x_train, sizes, args):
         mask_zero=True,
         name="item_embedding",
     )
-    categories = keras_din.MiniBatchAwareEmbedding(
+    categories = embedding(
         num_categories,
         args.embedding_dim,
         frequencies=category_frequencies,
