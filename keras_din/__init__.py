@@ -1,5 +1,7 @@
 """keras-din: DIN target attention layers for Keras 3 on TensorFlow, PyTorch and JAX."""
 
+from keras_din import datasets
+from keras_din import metrics
 from keras_din.layers import AttentionSequencePoolingLayer
 from keras_din.layers import Dice
 from keras_din.layers import LocalActivationUnit
@@ -13,4 +15,6 @@ __all__ = [
     "LocalActivationUnit",
     "MiniBatchAwareEmbedding",
     "__version__",
+    "datasets",
+    "metrics",
 ]

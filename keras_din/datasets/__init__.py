@@ -1,0 +1,14 @@
+"""Data for training DIN: a synthetic generator and loaders of public data sets.
+
+Every function returns `(x_train, y_train), (x_test, y_test)`, where `x_*` is
+a dict of int32 arrays with the keys `"user"` `(N,)`, `"history"` and
+`"history_category"` `(N, T)` (most recent last, right-padded with 0),
+`"candidate"` and `"candidate_category"` `(N, 1)`, and `y_*` holds the
+float32 click labels `(N,)`.
+"""
+
+from keras_din.datasets.amazon import load_amazon
+from keras_din.datasets.movielens import load_movielens
+from keras_din.datasets.synthetic import load_synthetic
+
+__all__ = ["load_amazon", "load_movielens", "load_synthetic"]

@@ -1,0 +1,121 @@
+"""Shared pieces of the loaders: reading data files and building samples."""
+
+import gzip
+import os
+
+import numpy as np
+
+SAMPLE_KEYS = ("user", "history", "history_category", "candidate", "candidate_category")
+
+
+def open_lines(path, encoding="utf-8"):
+    """Yields `(line_number, line)` of a text file, gzip-compressed or not."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Data file not found: {path}")
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding=encoding) as handle:
+        for number, line in enumerate(handle, start=1):
+            line = line.strip()
+            if line:
+                yield number, line
+
+
+def malformed(path, number, expected, line):
+    """The one error for a bad line: the file, the line, expected, received."""
+    shown = line if len(line) <= 120 else line[:117] + "..."
+    return ValueError(
+        f"{os.fspath(path)}, line {number}: expected {expected}. Received: {shown!r}"
+    )
+
+
+def pad_histories(histories, max_history):
+    """Right-pads (and left-truncates to the most recent) id lists with 0."""
+    padded = np.zeros((len(histories), max_history), dtype="int32")
+    for row, items in enumerate(histories):
+        items = items[-max_history:] if max_history else items[:0]
+        padded[row, : len(items)] = items
+    return padded
+
+
+def check_max_history(max_history):
+    if not isinstance(max_history, int) or max_history < 1:
+        raise ValueError(
+            "`max_history` must be a positive int. "
+            f"Received: max_history={max_history!r}"
+        )
+
+
+def _sample_negatives(rng, count, num_items, seen):
+    """`count` item ids in `[1, num_items]`, avoiding `seen` where possible."""
+    negatives = rng.integers(1, num_items + 1, size=count)
+    if len(seen) >= num_items:
+        return negatives
+    seen = np.fromiter(seen, dtype=np.int64)
+    for _ in range(100):
+        clash = np.isin(negatives, seen)
+        if not clash.any():
+            break
+        negatives[clash] = rng.integers(1, num_items + 1, size=int(clash.sum()))
+    return negatives
+
+
+def sequences_to_samples(
+    sequences, item_categories, max_history, max_samples_per_user, seed
+):
+    """Leave-one-out samples with one sampled negative per positive.
+
+    `sequences` holds `(user, items)` with the item ids of each user in time
+    order (ids from 1). The last item of each user is the test target, every
+    earlier item from the second on a training target; the history of a
+    target is the items before it (the most recent `max_history`). Each
+    target gives a positive sample and a negative one whose candidate is a
+    random item the user never interacted with.
+    """
+    check_max_history(max_history)
+    rng = np.random.default_rng(seed)
+    item_categories = np.asarray(item_categories, dtype="int32")
+    num_items = item_categories.shape[0] - 1
+    splits = {"train": [], "test": []}
+    for user, items in sequences:
+        items = np.asarray(items, dtype=np.int64)
+        if items.size < 2:
+            continue
+        targets = np.arange(1, items.size)
+        if max_samples_per_user is not None:
+            # The test target plus the latest training targets.
+            targets = targets[-(max_samples_per_user + 1) :]
+        negatives = _sample_negatives(rng, targets.size, num_items, set(items.tolist()))
+        for index, (target, negative) in enumerate(
+            zip(targets, negatives, strict=True)
+        ):
+            split = "test" if index == targets.size - 1 else "train"
+            history = items[max(0, target - max_history) : target]
+            splits[split].append((user, history, items[target], 1.0))
+            splits[split].append((user, history, negative, 0.0))
+    return tuple(
+        _to_arrays(rows, item_categories, max_history)
+        for rows in (splits["train"], splits["test"])
+    )
+
+
+def _to_arrays(rows, item_categories, max_history):
+    history = pad_histories([row[1] for row in rows], max_history)
+    candidate = np.array([row[2] for row in rows], dtype="int32").reshape(-1, 1)
+    x = {
+        "user": np.array([row[0] for row in rows], dtype="int32"),
+        "history": history,
+        "history_category": item_categories[history],
+        "candidate": candidate,
+        "candidate_category": item_categories[candidate],
+    }
+    return x, np.array([row[3] for row in rows], dtype="float32")
+
+
+def fetch(fname, origin, **kwargs):
+    """Downloads `origin` into the Keras cache (`~/.keras/datasets/keras_din`)."""
+    import keras
+
+    return keras.utils.get_file(
+        fname, origin=origin, cache_subdir="keras_din", **kwargs
+    )

@@ -1,0 +1,257 @@
+"""The data toolkit: the synthetic generator and the loaders of real formats."""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from keras_din import datasets
+
+KEYS = {"user", "history", "history_category", "candidate", "candidate_category"}
+
+
+def check_layout(x, y, max_history):
+    assert set(x) == KEYS
+    n = y.shape[0]
+    assert x["user"].shape == (n,)
+    assert x["history"].shape == x["history_category"].shape == (n, max_history)
+    assert x["candidate"].shape == x["candidate_category"].shape == (n, 1)
+    assert all(v.dtype == np.int32 for v in x.values()) and y.dtype == np.float32
+    # Category 0 exactly where the history is padding; padding only at the end.
+    np.testing.assert_array_equal(x["history"] == 0, x["history_category"] == 0)
+    valid = x["history"] > 0
+    assert not np.any(~valid[:, :-1] & valid[:, 1:])
+    assert np.all(x["candidate"] > 0) and np.all(x["candidate_category"] > 0)
+
+
+# --- synthetic ---------------------------------------------------------------
+
+
+def test_synthetic_layout_and_determinism():
+    kwargs = dict(num_users=50, num_items=80, num_categories=8, max_history=10)
+    (x, y), (xt, yt) = datasets.load_synthetic(seed=3, **kwargs)
+    check_layout(x, y, 10)
+    check_layout(xt, yt, 10)
+    assert y.shape == (50 * 15,) and yt.shape == (50 * 5,)
+    # Every user is in both splits; labels are not constant.
+    assert set(x["user"]) == set(xt["user"]) == set(range(50))
+    assert 0.1 < y.mean() < 0.9
+    (x2, y2), (xt2, yt2) = datasets.load_synthetic(seed=3, **kwargs)
+    for key in KEYS:
+        np.testing.assert_array_equal(x[key], x2[key])
+        np.testing.assert_array_equal(xt[key], xt2[key])
+    np.testing.assert_array_equal(y, y2)
+    np.testing.assert_array_equal(yt, yt2)
+    (x3, _), _ = datasets.load_synthetic(seed=4, **kwargs)
+    assert not np.array_equal(x["history"], x3["history"])
+
+
+def test_synthetic_clicks_follow_matching_history_items():
+    (x, y), _ = datasets.load_synthetic(num_users=400, seed=0)
+    matches = np.sum(x["history_category"] == x["candidate_category"], axis=1)
+    assert y[matches == 0].mean() + 0.3 < y[matches >= 2].mean()
+
+
+def test_synthetic_bad_arguments():
+    with pytest.raises(ValueError, match="num_categories"):
+        datasets.load_synthetic(num_items=5, num_categories=10)
+    with pytest.raises(ValueError, match="max_history"):
+        datasets.load_synthetic(max_history=0)
+
+
+# --- MovieLens -----------------------------------------------------------------
+
+# user 1 rates movies 10, 20, 30, 40 (lines out of time order); user 2 rates
+# 20 and 50; user 3 only 10 (too short for a sample).
+RATINGS = """\
+1::30::4::300
+1::10::5::100
+1::20::3::200
+1::40::1::400
+2::50::2::20
+2::20::4::10
+3::10::5::5
+"""
+MOVIES = """\
+10::Toy Story (1995)::Animation|Children's|Comedy
+20::Jumanji (1995)::Adventure|Children's|Fantasy
+30::Heat (1995)::Action|Crime|Thriller
+40::Sabrina (1995)::Comedy|Romance
+50::Caf\xe9 (1995)::Comedy
+"""
+
+
+def write_movielens(folder, movies=True):
+    (folder / "ratings.dat").write_text(RATINGS)
+    if movies:
+        (folder / "movies.dat").write_text(MOVIES, encoding="latin-1")
+    return folder / "ratings.dat"
+
+
+def test_movielens_samples(tmp_path):
+    path = write_movielens(tmp_path)
+    (x, y), (xt, yt) = datasets.load_movielens(path, max_history=2, seed=0)
+    check_layout(x, y, 2)
+    check_layout(xt, yt, 2)
+    # Movies 10..50 -> ids 1..5; genres alphabetically: Action 1, Adventure 2,
+    # Animation 3, Comedy 4.
+    # User 1, time order 10, 20, 30, 40: train targets 20, 30; test 40.
+    # User 2, time order 20, 50: test target 50 only.
+    np.testing.assert_array_equal(y, [1, 0, 1, 0])
+    np.testing.assert_array_equal(x["user"], [1, 1, 1, 1])
+    np.testing.assert_array_equal(x["candidate"][::2, 0], [2, 3])
+    np.testing.assert_array_equal(x["history"], [[1, 0], [1, 0], [1, 2], [1, 2]])
+    np.testing.assert_array_equal(x["candidate_category"][::2, 0], [2, 1])
+    np.testing.assert_array_equal(yt, [1, 0, 1, 0])
+    np.testing.assert_array_equal(xt["user"], [1, 1, 2, 2])
+    np.testing.assert_array_equal(xt["candidate"][::2, 0], [4, 5])
+    # The most recent two movies before 40 (10 is cut), then user 2's one.
+    np.testing.assert_array_equal(xt["history"][::2], [[2, 3], [2, 0]])
+    np.testing.assert_array_equal(xt["history_category"][::2], [[2, 1], [2, 0]])
+    np.testing.assert_array_equal(xt["candidate_category"][::2, 0], [4, 4])
+    # Negatives are movies the user never rated.
+    assert set(x["candidate"][1::2, 0]) | {xt["candidate"][1, 0]} <= {5}
+    assert xt["candidate"][3, 0] in {1, 3, 4}
+
+
+def test_movielens_is_deterministic_and_finds_the_file(tmp_path):
+    write_movielens(tmp_path)
+    first = datasets.load_movielens(tmp_path, seed=7)  # the folder
+    second = datasets.load_movielens(tmp_path / "ratings.dat", seed=7)
+    for (x1, y1), (x2, y2) in zip(first, second, strict=True):
+        np.testing.assert_array_equal(y1, y2)
+        for key in KEYS:
+            np.testing.assert_array_equal(x1[key], x2[key])
+
+
+def test_movielens_without_movies_file_and_capped(tmp_path):
+    path = write_movielens(tmp_path, movies=False)
+    (x, y), (xt, _) = datasets.load_movielens(path, max_samples_per_user=1)
+    assert np.all(x["candidate_category"] == 1) and np.all(
+        xt["candidate_category"] == 1
+    )
+    # User 1 keeps only the latest training target (30).
+    np.testing.assert_array_equal(x["candidate"][::2, 0], [3])
+
+
+def test_movielens_gzip(tmp_path):
+    with gzip.open(tmp_path / "ratings.dat.gz", "wt") as handle:
+        handle.write(RATINGS)
+    (x, _), _ = datasets.load_movielens(tmp_path / "ratings.dat.gz")
+    assert x["candidate"].shape == (4, 1)
+
+
+def test_movielens_bad_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere.dat"):
+        datasets.load_movielens(tmp_path / "nowhere.dat")
+    with pytest.raises(FileNotFoundError, match="no ratings.dat"):
+        datasets.load_movielens(tmp_path)
+    path = tmp_path / "ratings.dat"
+    path.write_text("1::10::5::100\n1::20::3::200\n1::x::3::300\n")
+    with pytest.raises(ValueError, match=r"ratings\.dat, line 3: expected") as info:
+        datasets.load_movielens(path)
+    assert "1::x::3::300" in str(info.value)
+    path.write_text("1,10,5,100\n")
+    with pytest.raises(ValueError, match="line 1"):
+        datasets.load_movielens(path)
+
+
+# --- Amazon --------------------------------------------------------------------
+
+
+def review(user, asin, time):
+    return json.dumps(
+        {
+            "reviewerID": user,
+            "asin": asin,
+            "reviewerName": "someone",
+            "helpful": [0, 0],
+            "reviewText": "works",
+            "overall": 5.0,
+            "summary": "ok",
+            "unixReviewTime": time,
+            "reviewTime": "01 1, 2014",
+        }
+    )
+
+
+REVIEWS = "\n".join(
+    [
+        review("U2", "B003", 30),
+        review("U2", "B001", 10),
+        review("U2", "B002", 20),
+        review("U1", "B002", 5),
+        review("U1", "B004", 6),
+    ]
+)
+# The original metadata: Python dict literals (single quotes).
+META_LITERAL = """\
+{'asin': 'B001', 'title': 'Cable', 'categories': [['Electronics', 'Cables']]}
+{'asin': 'B002', 'categories': [['Electronics', 'Audio'], ['E', 'Headphones']]}
+{'asin': 'B003', 'salesRank': {'Electronics': 5}, 'categories': [['E', 'Audio']]}
+{'asin': 'B999', 'categories': [['Electronics', 'Unused']]}
+"""
+# The newer metadata: JSON with one `category` path; B004 has none.
+META_JSON = "\n".join(
+    [
+        json.dumps({"asin": "B001", "category": ["Electronics", "Cables"]}),
+        json.dumps({"asin": "B002", "category": ["Electronics", "Headphones"]}),
+        json.dumps({"asin": "B003", "category": ["Electronics", "Audio"]}),
+    ]
+)
+
+
+@pytest.mark.parametrize("meta", [META_LITERAL, META_JSON], ids=["literal", "json"])
+def test_amazon_samples(tmp_path, meta):
+    (tmp_path / "reviews_Electronics_5.json").write_text(REVIEWS)
+    (tmp_path / "meta_Electronics.json").write_text(meta)
+    (x, y), (xt, yt) = datasets.load_amazon(tmp_path, max_history=3, seed=1)
+    check_layout(x, y, 3)
+    check_layout(xt, yt, 3)
+    # Products B001..B004 -> 1..4; users U1 -> 1, U2 -> 2. Categories:
+    # "" (B004, no metadata) 1, Audio 2, Cables 3, Headphones 4.
+    # U2 in time order: B001, B002, B003; U1: B002, B004.
+    np.testing.assert_array_equal(y, [1, 0])
+    np.testing.assert_array_equal(x["user"], [2, 2])
+    np.testing.assert_array_equal(x["candidate"][0], [2])
+    np.testing.assert_array_equal(x["history"][0], [1, 0, 0])
+    np.testing.assert_array_equal(x["history_category"][0], [3, 0, 0])
+    np.testing.assert_array_equal(x["candidate_category"][0], [4])
+    assert x["candidate"][1, 0] == 4  # the one product U2 never reviewed
+    np.testing.assert_array_equal(xt["user"], [1, 1, 2, 2])
+    np.testing.assert_array_equal(xt["candidate"][::2, 0], [4, 3])
+    np.testing.assert_array_equal(xt["candidate_category"][::2, 0], [1, 2])
+    np.testing.assert_array_equal(xt["history"][::2], [[2, 0, 0], [1, 2, 0]])
+
+
+def test_amazon_gzip_and_explicit_meta(tmp_path):
+    with gzip.open(tmp_path / "reviews.json.gz", "wt") as handle:
+        handle.write(REVIEWS)
+    (tmp_path / "meta.json").write_text(META_LITERAL)
+    (x, _), _ = datasets.load_amazon(
+        tmp_path / "reviews.json.gz", meta_path=tmp_path / "meta.json"
+    )
+    np.testing.assert_array_equal(x["candidate_category"][0], [4])
+    # Without metadata every product has the one category 1.
+    (x, _), _ = datasets.load_amazon(tmp_path / "reviews.json.gz")
+    assert np.all(x["candidate_category"] == 1)
+
+
+def test_amazon_bad_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="reviews_Electronics_5.json"):
+        datasets.load_amazon(tmp_path)
+    reviews = tmp_path / "reviews.json"
+    reviews.write_text(review("U1", "B1", 1) + '\n{"reviewerID": "U1", "asin": "B2"}\n')
+    with pytest.raises(ValueError, match=r"reviews\.json, line 2: expected"):
+        datasets.load_amazon(reviews)
+    reviews.write_text(review("U1", "B1", 1) + "\n\nnot json at all\n")
+    with pytest.raises(ValueError, match="line 3"):
+        datasets.load_amazon(reviews)
+    reviews.write_text(REVIEWS)
+    meta = tmp_path / "meta.json"
+    meta.write_text("{'asin': 'B001', 'categories': [['A']]}\n{'asin': 'B002', \n")
+    with pytest.raises(ValueError, match=r"meta\.json, line 2: expected"):
+        datasets.load_amazon(reviews, meta_path=meta)
+    with pytest.raises(FileNotFoundError, match="missing_meta.json"):
+        datasets.load_amazon(reviews, meta_path=tmp_path / "missing_meta.json")
