@@ -86,18 +86,6 @@ def occurrences(ids_list, size):
     return counts.astype("float32")
 
 
-def embedding(input_dim, output_dim, frequencies, l2, **kwargs):
-    """`MiniBatchAwareEmbedding`; a plain `Embedding` before it is available.
-
-    TODO(issue 6): drop the fallback once `MiniBatchAwareEmbedding` is merged.
-    """
-    if hasattr(keras_din, "MiniBatchAwareEmbedding"):
-        return keras_din.MiniBatchAwareEmbedding(
-            input_dim, output_dim, frequencies=frequencies, l2=l2, **kwargs
-        )
-    return keras.layers.Embedding(input_dim, output_dim, **kwargs)
-
-
 def build_model(kind, x_train, sizes, args):
     """The DIN model (`kind="din"`) or the base model (`kind="base"`)."""
     num_items, num_categories = sizes
@@ -118,7 +106,7 @@ def build_model(kind, x_train, sizes, args):
     category_frequencies = occurrences(
         [x_train["candidate_category"], x_train["history_category"]], num_categories
     )
-    items = embedding(
+    items = keras_din.MiniBatchAwareEmbedding(
         num_items,
         args.embedding_dim,
         frequencies=item_frequencies,
@@ -126,7 +114,7 @@ def build_model(kind, x_train, sizes, args):
         mask_zero=True,
         name="item_embedding",
     )
-    categories = embedding(
+    categories = keras_din.MiniBatchAwareEmbedding(
         num_categories,
         args.embedding_dim,
         frequencies=category_frequencies,

@@ -1,0 +1,501 @@
+"""DIN attention pooling, side by side: keras-din, the concatenation baseline,
+DeepCTR-Torch and DeepCTR.
+
+    python benchmarks/bench_attention.py                  # every backend
+    python benchmarks/bench_attention.py --backends torch --quick
+    tox -e bench                                          # installs the peers
+
+One worker process per backend (KERAS_BACKEND is read once per process). In a
+worker, every implementation runs the same sizes on the same inputs and
+weights, interleaved repetition by repetition, and the median is reported, so
+that load on a shared machine hits all of them alike. Speed is reported as
+ratios against keras-din measured in the same run.
+
+Implementations:
+- keras-din: `AttentionSequencePoolingLayer(weight_normalization=True)`.
+- concat: the straightforward keras.ops port (repeat the query, concatenate
+  `[q, k, q - k, q * k]`, dense layers, padding constant, softmax), the
+  baseline this package is measured against.
+- DeepCTR-Torch (torch worker) and DeepCTR under tf-keras (tensorflow worker),
+  with the same weights, where installed.
+For many candidates, the baselines and peers get the same work flattened to
+one row per (user, candidate), since they take one candidate per row.
+
+Modes: eager, and compiled (`tf.function`, `tf.function(jit_compile=True)`,
+`jax.jit`, `torch.compile` where it works). Phases: a training step (loss =
+sum of the output; gradients to the weights, the query and the keys) and
+inference. GFLOP/s use the nominal FLOPs of the concatenation formulation for
+every implementation (`2 N (4E H1 + H1 H2 + H2)` forward, 3x for training,
+`N = B C T`), against the machine's float32 matmul rate measured in the same
+worker. Peak memory is the rise of the process's peak resident set during one
+training step, after warm-up (Linux only).
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+SIZES = {
+    "paper": {"batch": 1024, "candidates": 1, "history": 50, "dim": 32},
+    "long": {"batch": 64, "candidates": 1, "history": 1000, "dim": 32},
+    "candidates": {"batch": 64, "candidates": 100, "history": 50, "dim": 32},
+}
+QUICK_SIZES = {
+    "paper": {"batch": 256, "candidates": 1, "history": 50, "dim": 32},
+    "long": {"batch": 16, "candidates": 1, "history": 1000, "dim": 32},
+    "candidates": {"batch": 16, "candidates": 100, "history": 50, "dim": 32},
+}
+UNITS = (80, 40)
+PADDING = -(2.0**32) + 1
+
+
+# --------------------------------------------------------------------------
+# The worker: one backend per process.
+
+
+def make_case(size, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    b, c, t, e = size["batch"], size["candidates"], size["history"], size["dim"]
+    query = rng.normal(size=(b, c, e)).astype("float32")
+    keys = rng.normal(size=(b, t, e)).astype("float32")
+    lengths = rng.integers(1, t + 1, size=(b, 1)).astype("int32")
+    shapes = [(4 * e, UNITS[0]), (UNITS[0],), (UNITS[0], UNITS[1]), (UNITS[1],)]
+    shapes += [(UNITS[1], 1), (1,)]
+    weights = [(rng.normal(size=s) * 0.1).astype("float32") for s in shapes]
+    return query, keys, lengths, weights
+
+
+def flatten_candidates(query, keys, lengths):
+    """One row per (user, candidate), as a one-candidate layer needs."""
+    import numpy as np
+
+    c = query.shape[1]
+    return (
+        query.reshape(-1, 1, query.shape[-1]),
+        np.repeat(keys, c, axis=0),
+        np.repeat(lengths, c, axis=0),
+    )
+
+
+def concat_forward(weights, query, keys, lengths):
+    """The straightforward keras.ops port of DeepCTR's pooling layer."""
+    from keras import ops
+
+    history = keys.shape[1]
+    queries = ops.repeat(query, history, axis=1)
+    x = ops.concatenate([queries, keys, queries - keys, queries * keys], axis=-1)
+    x = ops.sigmoid(ops.matmul(x, weights[0]) + weights[1])
+    x = ops.sigmoid(ops.matmul(x, weights[2]) + weights[3])
+    scores = ops.transpose(ops.matmul(x, weights[4]) + weights[5], (0, 2, 1))
+    positions = ops.arange(history, dtype="int32")[None, None, :]
+    valid = positions < ops.reshape(lengths, (-1, 1, 1))
+    scores = ops.where(valid, scores, ops.full_like(scores, PADDING))
+    return ops.matmul(ops.softmax(scores, axis=-1), keys)
+
+
+class Runner:
+    """Builds, per backend, the callables for each implementation and mode."""
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    # Each `make_*` returns {mode: (train_fn, infer_fn)}; both block until done.
+
+    def keras_din(self, query, keys, lengths, weights):
+        import keras_din
+
+        layer = keras_din.AttentionSequencePoolingLayer(
+            att_hidden_units=UNITS, weight_normalization=True
+        )
+        layer([query, keys, lengths])
+        layer.set_weights(weights)
+
+        def forward(variables, q, k):
+            if self.backend == "jax":
+                out, _ = layer.stateless_call(variables, [], [q, k, lengths])
+                return out
+            return layer([q, k, lengths])
+
+        return self._modes(forward, layer.trainable_variables, query, keys)
+
+    def concat(self, query, keys, lengths, weights):
+        import keras
+
+        variables = [keras.Variable(w) for w in weights]
+
+        def forward(variables, q, k):
+            return concat_forward(variables, q, k, lengths)
+
+        return self._modes(forward, variables, query, keys)
+
+    def _modes(self, forward, variables, query, keys):
+        if self.backend == "torch":
+            return self._torch_modes(forward, variables, query, keys)
+        if self.backend == "tensorflow":
+            return self._tf_modes(forward, variables, query, keys)
+        return self._jax_modes(forward, variables, query, keys)
+
+    def _torch_modes(self, forward, variables, query, keys):
+        import torch
+
+        params = [v.value for v in variables]
+        q = torch.tensor(query, requires_grad=True)
+        k = torch.tensor(keys, requires_grad=True)
+
+        def train_step(q, k):
+            loss = forward(variables, q, k).sum()
+            return torch.autograd.grad(loss, [*params, q, k])
+
+        def infer(q, k):
+            with torch.no_grad():
+                return forward(variables, q, k)
+
+        modes = {"eager": (lambda: train_step(q, k), lambda: infer(q, k))}
+        try:
+            compiled_train = torch.compile(train_step)
+            compiled_infer = torch.compile(infer)
+            compiled_train(q, k)
+            compiled_infer(q, k)
+            modes["torch.compile"] = (
+                lambda: compiled_train(q, k),
+                lambda: compiled_infer(q, k),
+            )
+        except Exception as error:  # torch.compile is best effort on CPU
+            print(f"torch.compile failed: {type(error).__name__}", file=sys.stderr)
+        return modes
+
+    def _tf_modes(self, forward, variables, query, keys):
+        import tensorflow as tf
+
+        q, k = tf.constant(query), tf.constant(keys)
+        tf_variables = list(variables)
+
+        def train_step():
+            with tf.GradientTape() as tape:
+                tape.watch([q, k])
+                loss = tf.reduce_sum(forward(variables, q, k))
+            return tape.gradient(loss, [*tf_variables, q, k])
+
+        def infer():
+            return forward(variables, q, k)
+
+        modes = {}
+        for mode, compile_fn in (
+            ("eager", lambda f: f),
+            ("tf.function", tf.function),
+            ("tf.function+XLA", lambda f: tf.function(f, jit_compile=True)),
+        ):
+            train, inference = compile_fn(train_step), compile_fn(infer)
+            modes[mode] = (
+                lambda train=train: [g.numpy() for g in train()],
+                lambda inference=inference: inference().numpy(),
+            )
+        return modes
+
+    def _jax_modes(self, forward, variables, query, keys):
+        import jax
+
+        values = [v.value for v in variables]
+        q, k = jax.numpy.asarray(query), jax.numpy.asarray(keys)
+
+        def loss(values, q, k):
+            return forward(values, q, k).sum()
+
+        grad = jax.grad(loss, argnums=(0, 1, 2))
+        modes = {}
+        for mode, compile_fn in (("eager", lambda f: f), ("jax.jit", jax.jit)):
+            train, inference = compile_fn(grad), compile_fn(forward)
+            modes[mode] = (
+                lambda train=train: jax.block_until_ready(train(values, q, k)),
+                lambda inference=inference: jax.block_until_ready(
+                    inference(values, q, k)
+                ),
+            )
+        return modes
+
+    def peer(self, query, keys, lengths, weights):
+        if self.backend == "torch":
+            return self._deepctr_torch(query, keys, lengths, weights)
+        if self.backend == "tensorflow":
+            return self._deepctr_tf(query, keys, lengths, weights)
+        return None
+
+    def _deepctr_torch(self, query, keys, lengths, weights):
+        try:
+            import torch
+            from deepctr_torch.layers import AttentionSequencePoolingLayer
+        except ImportError:
+            return None
+        layer = AttentionSequencePoolingLayer(
+            att_hidden_units=UNITS,
+            embedding_dim=query.shape[-1],
+            weight_normalization=True,
+        ).eval()
+        att = layer.local_att
+        with torch.no_grad():
+            for i, linear in enumerate([*att.dnn.linears, att.dense]):
+                linear.weight.copy_(torch.from_numpy(weights[2 * i].T.copy()))
+                linear.bias.copy_(torch.from_numpy(weights[2 * i + 1]))
+        params = list(layer.parameters())
+        q = torch.tensor(query, requires_grad=True)
+        k = torch.tensor(keys, requires_grad=True)
+        n = torch.tensor(lengths.astype("int64"))
+
+        def train_step(q, k):
+            loss = layer(q, k, n).sum()
+            return torch.autograd.grad(loss, [*params, q, k])
+
+        def infer(q, k):
+            with torch.no_grad():
+                return layer(q, k, n)
+
+        modes = {"eager": (lambda: train_step(q, k), lambda: infer(q, k))}
+        try:
+            compiled_train = torch.compile(train_step)
+            compiled_infer = torch.compile(infer)
+            compiled_train(q, k)
+            compiled_infer(q, k)
+            modes["torch.compile"] = (
+                lambda: compiled_train(q, k),
+                lambda: compiled_infer(q, k),
+            )
+        except Exception as error:
+            print(f"torch.compile failed: {type(error).__name__}", file=sys.stderr)
+        return modes
+
+    def _deepctr_tf(self, query, keys, lengths, weights):
+        try:
+            import tensorflow as tf
+            from deepctr.layers.sequence import AttentionSequencePoolingLayer
+        except ImportError:
+            return None
+        layer = AttentionSequencePoolingLayer(
+            att_hidden_units=UNITS, weight_normalization=True
+        )
+        q, k, n = tf.constant(query), tf.constant(keys), tf.constant(lengths)
+        layer([q, k, n])
+        n_hidden = len(UNITS)
+        kernels, biases = weights[0 : 2 * n_hidden : 2], weights[1 : 2 * n_hidden : 2]
+        layer.set_weights([weights[-2], weights[-1], *kernels, *biases])
+
+        def train_step():
+            with tf.GradientTape() as tape:
+                tape.watch([q, k])
+                loss = tf.reduce_sum(layer([q, k, n], training=True))
+            return tape.gradient(loss, [*layer.trainable_weights, q, k])
+
+        def infer():
+            return layer([q, k, n], training=False)
+
+        modes = {}
+        for mode, compile_fn in (
+            ("eager", lambda f: f),
+            ("tf.function", tf.function),
+            ("tf.function+XLA", lambda f: tf.function(f, jit_compile=True)),
+        ):
+            train, inference = compile_fn(train_step), compile_fn(infer)
+            modes[mode] = (
+                lambda train=train: [g.numpy() for g in train()],
+                lambda inference=inference: inference().numpy(),
+            )
+        return modes
+
+
+def peak_rss_rise(fn):
+    """Rise of the peak resident set (bytes) while `fn` runs, or None."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current RSS
+    except OSError:
+        return None
+
+    def status(field):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1]) * 1024
+        return None
+
+    before = status("VmRSS:")
+    fn()
+    return status("VmHWM:") - before
+
+
+def matmul_rate(backend, repeats):
+    """float32 GFLOP/s of a 2048 x 2048 matmul in this backend."""
+    import keras
+    import numpy as np
+
+    n = 2048
+    a = keras.ops.convert_to_tensor(np.random.default_rng(0).random((n, n), "float32"))
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        keras.ops.convert_to_numpy(keras.ops.matmul(a, a))
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times[1:]) / 1e9
+
+
+def nominal_gflop(size, phase):
+    n = size["batch"] * size["candidates"] * size["history"]
+    e, (h1, h2) = size["dim"], UNITS
+    forward = 2 * n * (4 * e * h1 + h1 * h2 + h2)
+    return forward * (3 if phase == "train" else 1) / 1e9
+
+
+def worker(backend, sizes, repeats, skip_eager_jax):
+    import keras
+
+    runner = Runner(backend)
+    results = {
+        "backend": backend,
+        "keras": keras.__version__,
+        "matmul_gflops": matmul_rate(backend, repeats),
+        "rows": [],
+    }
+    for size_name, size in sizes.items():
+        query, keys, lengths, weights = make_case(size)
+        flat = flatten_candidates(query, keys, lengths)
+        impls = {"keras-din": runner.keras_din(query, keys, lengths, weights)}
+        impls["concat"] = runner.concat(*flat, weights)
+        peer = runner.peer(*flat, weights)
+        if peer is not None:
+            impls["DeepCTR-Torch" if backend == "torch" else "DeepCTR"] = peer
+        for phase_index, phase in enumerate(("train", "infer")):
+            calls = {}
+            for impl, modes in impls.items():
+                for mode, fns in modes.items():
+                    if mode == "eager" and backend == "jax" and skip_eager_jax:
+                        continue
+                    calls[(impl, mode)] = fns[phase_index]
+            for fn in calls.values():  # warm up, compile
+                fn()
+                fn()
+            times = {key: [] for key in calls}
+            for _ in range(repeats):
+                for key, fn in calls.items():
+                    start = time.perf_counter()
+                    fn()
+                    times[key].append(time.perf_counter() - start)
+            for (impl, mode), ts in times.items():
+                row = {
+                    "size": size_name,
+                    "phase": phase,
+                    "impl": impl,
+                    "mode": mode,
+                    "median_ms": 1e3 * statistics.median(ts),
+                    "gflops": nominal_gflop(size, phase) / statistics.median(ts),
+                }
+                if phase == "train" and size_name == "long":
+                    row["peak_mb"] = (peak_rss_rise(calls[(impl, mode)]) or 0) / 2**20
+                results["rows"].append(row)
+            print(f"[{backend}] {size_name} {phase} done", file=sys.stderr)
+    return results
+
+
+# --------------------------------------------------------------------------
+# The driver: one worker per backend, then the tables.
+
+
+def machine_description():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical cores, Python {platform.python_version()}"
+
+
+def print_tables(all_results):
+    print(f"\nMachine: {machine_description()}\n")
+    for results in all_results:
+        backend = results["backend"]
+        rate = results["matmul_gflops"]
+        print(
+            f"### {backend} (keras {results['keras']}; float32 matmul "
+            f"{rate:.1f} GFLOP/s)\n"
+        )
+        print(
+            "| size | phase | implementation | mode | median ms | "
+            "x vs keras-din | GFLOP/s | % of matmul | peak MB |"
+        )
+        print("|---|---|---|---|---:|---:|---:|---:|---:|")
+        ours = {
+            (r["size"], r["phase"], r["mode"]): r["median_ms"]
+            for r in results["rows"]
+            if r["impl"] == "keras-din"
+        }
+        for r in results["rows"]:
+            reference = ours.get((r["size"], r["phase"], r["mode"]))
+            ratio = f"{r['median_ms'] / reference:.2f}" if reference else "-"
+            peak = f"{r['peak_mb']:.0f}" if "peak_mb" in r else ""
+            print(
+                f"| {r['size']} | {r['phase']} | {r['impl']} | {r['mode']} | "
+                f"{r['median_ms']:.1f} | {ratio} | {r['gflops']:.1f} | "
+                f"{100 * r['gflops'] / rate:.0f}% | {peak} |"
+            )
+        print()
+    print(
+        "x vs keras-din: the row's time over keras-din's in the same size, "
+        "phase and mode (above 1: keras-din is faster)."
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", nargs="+", default=["torch", "tensorflow", "jax"])
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES))
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="small sizes, 3 repeats")
+    parser.add_argument("--jax-eager", action="store_true", help="also time JAX eager")
+    parser.add_argument("--json", help="write the raw results here")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sizes = {k: (QUICK_SIZES if args.quick else SIZES)[k] for k in args.sizes}
+    repeats = 3 if args.quick else args.repeats
+
+    if args.worker:
+        results = worker(args.worker, sizes, repeats, not args.jax_eager)
+        with open(args.worker_out, "w") as f:
+            json.dump(results, f)
+        return
+
+    all_results = []
+    for backend in args.backends:
+        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
+            path = out.name
+        command = [sys.executable, __file__, "--worker", backend, "--worker-out", path]
+        command += ["--sizes", *args.sizes, "--repeats", str(repeats)]
+        command += ["--quick"] * args.quick + ["--jax-eager"] * args.jax_eager
+        env = {
+            **os.environ,
+            "KERAS_BACKEND": backend,
+            # DeepCTR is written for tf.keras 2; keras-din uses Keras 3.
+            "TF_USE_LEGACY_KERAS": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+        }
+        subprocess.run(command, env=env, check=True)
+        with open(path) as f:
+            all_results.append(json.load(f))
+        os.unlink(path)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(all_results, f, indent=1)
+    print_tables(all_results)
+
+
+if __name__ == "__main__":
+    main()
