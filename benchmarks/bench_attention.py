@@ -104,8 +104,9 @@ def concat_forward(weights, query, keys, lengths):
 class Runner:
     """Builds, per backend, the callables for each implementation and mode."""
 
-    def __init__(self, backend):
+    def __init__(self, backend, torch_compile=True):
         self.backend = backend
+        self.torch_compile = torch_compile
 
     # Each `make_*` returns {mode: (train_fn, infer_fn)}; both block until done.
 
@@ -159,6 +160,8 @@ class Runner:
                 return forward(variables, q, k)
 
         modes = {"eager": (lambda: train_step(q, k), lambda: infer(q, k))}
+        if not self.torch_compile:
+            return modes
         try:
             compiled_train = torch.compile(train_step)
             compiled_infer = torch.compile(infer)
@@ -258,6 +261,8 @@ class Runner:
                 return layer(q, k, n)
 
         modes = {"eager": (lambda: train_step(q, k), lambda: infer(q, k))}
+        if not self.torch_compile:
+            return modes
         try:
             compiled_train = torch.compile(train_step)
             compiled_infer = torch.compile(infer)
@@ -351,10 +356,10 @@ def nominal_gflop(size, phase):
     return forward * (3 if phase == "train" else 1) / 1e9
 
 
-def worker(backend, sizes, repeats, skip_eager_jax):
+def worker(backend, sizes, repeats, skip_eager_jax, torch_compile):
     import keras
 
-    runner = Runner(backend)
+    runner = Runner(backend, torch_compile)
     results = {
         "backend": backend,
         "keras": keras.__version__,
@@ -460,6 +465,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="small sizes, 3 repeats")
     parser.add_argument("--jax-eager", action="store_true", help="also time JAX eager")
+    parser.add_argument(
+        "--no-torch-compile", action="store_true", help="skip torch.compile"
+    )
     parser.add_argument("--json", help="write the raw results here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
@@ -468,7 +476,9 @@ def main():
     repeats = 3 if args.quick else args.repeats
 
     if args.worker:
-        results = worker(args.worker, sizes, repeats, not args.jax_eager)
+        results = worker(
+            args.worker, sizes, repeats, not args.jax_eager, not args.no_torch_compile
+        )
         with open(args.worker_out, "w") as f:
             json.dump(results, f)
         return
@@ -480,6 +490,7 @@ def main():
         command = [sys.executable, __file__, "--worker", backend, "--worker-out", path]
         command += ["--sizes", *args.sizes, "--repeats", str(repeats)]
         command += ["--quick"] * args.quick + ["--jax-eager"] * args.jax_eager
+        command += ["--no-torch-compile"] * args.no_torch_compile
         env = {
             **os.environ,
             "KERAS_BACKEND": backend,
