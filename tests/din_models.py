@@ -35,9 +35,9 @@ def din_model(kind, embedding_dim=6):
             (8, 4), att_activation="dice", weight_normalization=True
         )([query, keys, length])
     elif kind == "mask_zero":
-        pooled = keras_din.AttentionSequencePoolingLayer(
-            (8,), att_activation="prelu"
-        )([query, keys])
+        pooled = keras_din.AttentionSequencePoolingLayer((8,), att_activation="prelu")(
+            [query, keys]
+        )
     elif kind == "explicit_mask":
         mask = keras.Input((None,), dtype="bool", name="mask")
         inputs.append(mask)

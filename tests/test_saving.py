@@ -13,9 +13,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from din_models import KINDS
 
 import keras_din  # noqa: F401  (registers the layers before loading)
-from din_models import KINDS
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 BACKENDS = ("tensorflow", "torch", "jax")
@@ -45,10 +45,7 @@ def test_golden_model_loads_with_same_predictions(path):
 def test_load_without_importing_keras_din_fails_with_keras_message():
     # Keras imports only its own packages when deserialising; the README
     # explains the message and that `import keras_din` comes first.
-    code = (
-        "import keras, sys\n"
-        f"keras.saving.load_model({str(GOLDEN_FILES[0])!r})\n"
-    )
+    code = f"import keras, sys\nkeras.saving.load_model({str(GOLDEN_FILES[0])!r})\n"
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

@@ -56,9 +56,7 @@ def main():
         return
     for backend in args.backends:
         env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        subprocess.run(
-            [sys.executable, __file__, "--in-process"], env=env, check=True
-        )
+        subprocess.run([sys.executable, __file__, "--in-process"], env=env, check=True)
 
 
 if __name__ == "__main__":
