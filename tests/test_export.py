@@ -199,3 +199,26 @@ def test_format_the_backend_cannot_produce_names_backend_and_formats(tmp_path):
     assert repr(BACKEND) in message and repr(wrong) in message
     assert str(list(FORMATS[BACKEND])) in message
     assert not (tmp_path / "model").exists()
+
+
+# --- The example --------------------------------------------------------------
+
+
+def test_export_example_prints_a_row_per_format(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(TESTS.parent / "examples" / "export_din.py"),
+            *("--samples", "512", "--batch", "16", "--repeats", "2"),
+            *("--out", str(tmp_path)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()}
+    for fmt in (".keras", *FORMATS[BACKEND]):
+        # ... max |diff|, ms per batch
+        assert float(rows[fmt][-2]) <= ATOL, result.stdout
