@@ -51,6 +51,13 @@ def max_difference(actual, expected):
     return float(np.max(np.abs(actual - expected)))
 
 
+def report(label, differences):
+    """Prints the largest difference (seen with `pytest -s`), returns it."""
+    largest = max(differences)
+    print(f"max |diff| {label}: {largest:.2e}")
+    return largest
+
+
 # --- SavedModel (TensorFlow and JAX backends) ------------------------------
 
 needs_saved_model = pytest.mark.skipif(
@@ -103,8 +110,11 @@ def saved_model_results(tmp_path_factory):
 @needs_saved_model
 @pytest.mark.parametrize("kind", KINDS)
 def test_saved_model_serves_new_shapes_without_keras(saved_model_results, kind):
-    for served, expected in saved_model_results[BACKEND, kind]:
-        assert max_difference(served, expected) <= ATOL
+    pairs = saved_model_results[BACKEND, kind]
+    largest = report(
+        f"SavedModel {BACKEND} {kind}", [max_difference(*pair) for pair in pairs]
+    )
+    assert largest <= ATOL
 
 
 @pytest.mark.skipif(
@@ -115,12 +125,18 @@ def test_saved_model_serves_new_shapes_without_keras(saved_model_results, kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_torch_trained_model_to_saved_model_via_keras_file(saved_model_results, kind):
     pairs = saved_model_results["torch", kind]
-    for served, expected in pairs:
-        assert max_difference(served, expected) <= ATOL
+    largest = report(
+        f"torch .keras -> SavedModel {kind}", [max_difference(*p) for p in pairs]
+    )
+    assert largest <= ATOL
     # The last case holds the golden inputs: the SavedModel gives what the
     # model gave on torch, where it was trained.
     torch_outputs = np.load(GOLDEN / f"torch_{kind}.npz")["expected"]
-    assert max_difference(pairs[-1][0], torch_outputs) <= ATOL
+    largest = report(
+        f"torch .keras -> SavedModel {kind} vs torch's own outputs",
+        [max_difference(pairs[-1][0], torch_outputs)],
+    )
+    assert largest <= ATOL
 
 
 # --- ONNX and .pt2 (torch backend) -----------------------------------------
@@ -160,9 +176,11 @@ def test_onnx_runs_in_onnxruntime_at_new_shapes(tmp_path, kind):
     export_model(model, path, format="onnx", verbose=False)
     session = onnxruntime.InferenceSession(str(path))
     names = [i.name for i in session.get_inputs()]
+    differences = []
     for inputs, keras_outputs in zip(cases, expected, strict=True):
         (served,) = session.run(None, dict(zip(names, inputs, strict=True)))
-        assert max_difference(served, keras_outputs) <= ATOL
+        differences.append(max_difference(served, keras_outputs))
+    assert report(f"ONNX {kind}", differences) <= ATOL
 
 
 @needs_torch
@@ -180,11 +198,13 @@ def test_pt2_reloads_with_torch_export_load(tmp_path, kind):
         verbose=False,
     )
     module = torch.export.load(str(path)).module()
+    differences = []
     for inputs in serve_cases(kind):
         with torch.no_grad():
             served = module([torch.as_tensor(x) for x in inputs]).numpy()
         expected = model.predict(inputs, verbose=0)
-        assert max_difference(served, expected) <= ATOL
+        differences.append(max_difference(served, expected))
+    assert report(f".pt2 {kind}", differences) <= ATOL
 
 
 # --- Bad input --------------------------------------------------------------

@@ -39,6 +39,7 @@ def test_golden_model_loads_with_same_predictions(path):
     actual = model.predict(inputs, verbose=0)
     # The empty histories (row 0) and all-valid rows are in the inputs.
     assert actual.shape == data["expected"].shape
+    print(f"max |diff| {path.stem}: {np.max(np.abs(actual - data['expected'])):.2e}")
     np.testing.assert_allclose(actual, data["expected"], rtol=0, atol=1e-5)
 
 
