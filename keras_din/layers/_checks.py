@@ -34,7 +34,13 @@ def split_inputs(inputs, layer_name, allowed_counts):
 
 
 def check_query_and_keys(query_shape, keys_shape):
-    """Checks `query` `(B, C, E)` and `keys` `(B, T, E)` shapes."""
+    """Checks `query` `(B, C, E)` and `keys` `(B, T, E)` shapes or tensors.
+
+    An unknown embedding size is rejected when given shapes (at build time,
+    which always comes first). Given tensors (in `call`), it is not: under
+    export tracers (torch.onnx, jax.export) sizes may not be plain ints.
+    """
+    building = isinstance(keys_shape, (tuple, list))
     query_shape, keys_shape = static_shape(query_shape), static_shape(keys_shape)
     if len(query_shape) != 3:
         raise ValueError(
@@ -46,7 +52,7 @@ def check_query_and_keys(query_shape, keys_shape):
             "`keys` must have rank 3, shape (batch, history_length, embedding_dim). "
             f"Received: keys.shape={keys_shape}"
         )
-    if keys_shape[-1] is None:
+    if building and keys_shape[-1] is None:
         raise ValueError(
             "The last dimension (embedding_dim) of `keys` must be known. "
             f"Received: keys.shape={keys_shape}"

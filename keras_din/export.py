@@ -1,0 +1,90 @@
+"""Export of keras-din models for serving, with checks per backend."""
+
+import keras
+
+# The formats keras-din exports from each backend, and tests.
+FORMATS = {
+    "tensorflow": ("tf_saved_model",),
+    "jax": ("tf_saved_model",),
+    "torch": ("onnx", "torch"),
+}
+
+
+def export_model(model, filepath, format="tf_saved_model", **kwargs):
+    """Exports `model` for serving, like `model.export`, checked first.
+
+    A format that the current backend cannot produce is rejected with a
+    `ValueError` that names the backend and the formats it can produce
+    (a torch-trained model reaches a SavedModel through a `.keras` file
+    loaded on the TensorFlow backend; see the README).
+
+    On the JAX backend a SavedModel is converted with `jax2tf`, which needs
+    to know which unknown dimensions are equal. Unless
+    `jax2tf_kwargs={"polymorphic_shapes": ...}` says otherwise, the unknown
+    first dimension of every input is the batch size and the unknown
+    dimensions at the same later axis are taken to be equal: one history
+    length `T` shared by the history ids, an explicit `(B, T)` mask and any
+    other sequence input. (Keras alone gives each its own size, and then
+    combining keys with a mask fails to export.)
+
+    Args:
+        model: A built `keras.Model`.
+        filepath: `str` or `pathlib.Path`. Where to write the artifact (a
+            directory for `"tf_saved_model"`, a file ending in `.pt2` for
+            `"torch"`, a `.onnx` file for `"onnx"`).
+        format: str. `"tf_saved_model"` (TensorFlow, JAX), `"onnx"` or
+            `"torch"` (PyTorch). Defaults to `"tf_saved_model"`.
+        **kwargs: Passed on to `model.export`, for example `verbose`,
+            `input_signature`, `jax2tf_kwargs` or, for `"torch"`,
+            `dynamic_shapes`.
+
+    Returns:
+        `filepath`.
+    """
+    backend = keras.backend.backend()
+    formats = FORMATS.get(backend, ())
+    if format not in formats:
+        hint = ""
+        if format == "tf_saved_model" and backend == "torch":
+            hint = (
+                " To serve a torch-trained model as a SavedModel, save it as "
+                "`.keras`, load it with KERAS_BACKEND=tensorflow (after "
+                "`import keras_din`) and export it there."
+            )
+        raise ValueError(
+            f"The {backend!r} backend cannot export format={format!r}; it "
+            f"exports {list(formats)}.{hint}"
+        )
+    if backend == "jax" and format == "tf_saved_model":
+        jax2tf_kwargs = dict(kwargs.pop("jax2tf_kwargs", None) or {})
+        if not (
+            {"polymorphic_shapes"} & set(jax2tf_kwargs) or "input_signature" in kwargs
+        ):
+            shapes = _tied_polymorphic_shapes(model)
+            if shapes is not None:
+                jax2tf_kwargs["polymorphic_shapes"] = shapes
+        kwargs["jax2tf_kwargs"] = jax2tf_kwargs
+    model.export(filepath, format=format, **kwargs)
+    return filepath
+
+
+def _tied_polymorphic_shapes(model):
+    """`jax2tf` shapes in which unknown dimensions at one axis are equal."""
+    if isinstance(model, keras.Sequential):
+        structure = model.inputs
+    else:
+        try:
+            # A functional model takes its whole input structure as one
+            # argument.
+            structure = [model.input]
+        except (AttributeError, ValueError):
+            return None  # a subclassed model: Keras's own shapes
+
+    def shape(x):
+        dims = [
+            str(d) if d is not None else ("batch" if axis == 0 else f"d{axis}")
+            for axis, d in enumerate(x.shape)
+        ]
+        return f"({', '.join(dims)})"
+
+    return keras.tree.map_structure(shape, structure)

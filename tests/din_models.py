@@ -1,0 +1,84 @@
+"""Small DIN models and inputs shared by the saving and export tests.
+
+Three ways to mark the valid history positions, one model each:
+
+- `"lengths"`: a `(B, 1)` `keys_length` input (Dice activation, softmax);
+- `"mask_zero"`: `Embedding(mask_zero=True)`, id 0 pads (PReLU, raw scores);
+- `"explicit_mask"`: a `(B, T)` boolean input passed as `mask=` (sigmoid,
+  softmax).
+
+Every model takes `candidate (B, 1)` and `history (B, T)` item ids first,
+with the batch size and `T` unknown, and returns a click probability `(B, 1)`.
+"""
+
+import keras
+import numpy as np
+
+import keras_din
+
+KINDS = ("lengths", "mask_zero", "explicit_mask")
+NUM_ITEMS = 40
+
+
+def din_model(kind, embedding_dim=6):
+    candidate = keras.Input((1,), dtype="int32", name="candidate")
+    history = keras.Input((None,), dtype="int32", name="history")
+    inputs = [candidate, history]
+    items = keras.layers.Embedding(
+        NUM_ITEMS, embedding_dim, mask_zero=kind == "mask_zero", name="items"
+    )
+    query, keys = items(candidate), items(history)
+    if kind == "lengths":
+        length = keras.Input((1,), dtype="int32", name="length")
+        inputs.append(length)
+        pooled = keras_din.AttentionSequencePoolingLayer(
+            (8, 4), att_activation="dice", weight_normalization=True
+        )([query, keys, length])
+    elif kind == "mask_zero":
+        pooled = keras_din.AttentionSequencePoolingLayer((8,), att_activation="prelu")(
+            [query, keys]
+        )
+    elif kind == "explicit_mask":
+        mask = keras.Input((None,), dtype="bool", name="mask")
+        inputs.append(mask)
+        pooled = keras_din.AttentionSequencePoolingLayer(
+            (8, 4), weight_normalization=True
+        )([query, keys], mask=mask)
+    else:
+        raise ValueError(f"Unknown kind {kind!r}; expected one of {KINDS}")
+    features = keras.layers.Flatten()(keras.layers.Concatenate()([query, pooled]))
+    hidden = keras.layers.Dense(8, activation="relu")(features)
+    output = keras.layers.Dense(1, activation="sigmoid")(hidden)
+    return keras.Model(inputs, output, name=f"din_{kind}")
+
+
+def din_inputs(kind, batch, history, seed=0):
+    """Model inputs; row 0 is an empty history, the others random lengths.
+
+    Padded positions hold id 0 in every kind, and in `"lengths"` one row has
+    a length above `history` (all valid).
+    """
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(0, history + 1, size=batch)
+    lengths[0] = 0
+    valid = np.arange(history)[None, :] < lengths[:, None]
+    ids = rng.integers(1, NUM_ITEMS, size=(batch, history))
+    histories = np.where(valid, ids, 0).astype("int32")
+    candidates = rng.integers(1, NUM_ITEMS, size=(batch, 1)).astype("int32")
+    inputs = [candidates, histories]
+    if kind == "lengths":
+        if batch > 1:
+            lengths[-1] = history + 3
+        inputs.append(lengths[:, None].astype("int32"))
+    elif kind == "explicit_mask":
+        inputs.append(valid)
+    return inputs
+
+
+def train_briefly(model, kind, seed=0):
+    """A few optimiser steps, so weights (and Dice statistics) move."""
+    inputs = din_inputs(kind, 64, 5, seed=seed)
+    labels = (inputs[0][:, 0] % 2).astype("float32")[:, None]
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy")
+    model.fit(inputs, labels, batch_size=16, epochs=2, verbose=0)
+    return model

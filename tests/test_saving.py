@@ -1,0 +1,59 @@
+""".keras files are portable across backends.
+
+`tests/golden/` holds models trained and saved on each backend by
+`tests/golden/make_golden.py`, with inputs and the predictions they gave
+there. Every backend's run loads all of them.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from din_models import KINDS
+
+import keras_din  # noqa: F401  (registers the layers before loading)
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+BACKENDS = ("tensorflow", "torch", "jax")
+GOLDEN_FILES = sorted(GOLDEN.glob("*.keras"))
+
+
+def test_golden_files_cover_every_backend_and_model():
+    names = {path.stem for path in GOLDEN_FILES}
+    assert names == {f"{b}_{k}" for b in BACKENDS for k in KINDS}
+    for path in GOLDEN_FILES:
+        assert path.with_suffix(".npz").exists(), path
+
+
+@pytest.mark.parametrize("path", GOLDEN_FILES, ids=lambda p: p.stem)
+def test_golden_model_loads_with_same_predictions(path):
+    data = np.load(path.with_suffix(".npz"))
+    inputs = [data[f"input_{i}"] for i in range(len(data.files) - 1)]
+    # compile=False: a model compiled on JAX is saved with jit_compile=True,
+    # which on torch means a torch.compile of minutes on CPU (see README).
+    model = keras.saving.load_model(path, compile=False)
+    actual = model.predict(inputs, verbose=0)
+    # The empty histories (row 0) and all-valid rows are in the inputs.
+    assert actual.shape == data["expected"].shape
+    print(f"max |diff| {path.stem}: {np.max(np.abs(actual - data['expected'])):.2e}")
+    np.testing.assert_allclose(actual, data["expected"], rtol=0, atol=1e-5)
+
+
+def test_load_without_importing_keras_din_fails_with_keras_message():
+    # Keras imports only its own packages when deserialising; the README
+    # explains the message and that `import keras_din` comes first.
+    code = f"import keras, sys\nkeras.saving.load_model({str(GOLDEN_FILES[0])!r})\n"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode != 0
+    assert "Could not locate class" in result.stderr, result.stderr[-2000:]
+    assert "keras_din" in result.stderr
