@@ -33,6 +33,7 @@ import numpy as np
 from keras import ops
 
 import keras_din
+import keras_din.export
 from keras_din import datasets
 from keras_din import metrics
 
@@ -192,11 +193,14 @@ def save(model, output, name):
 
 
 def export(model, output):
-    """`model.export` where the backend allows it; reports why not otherwise."""
-    path = os.path.join(output, "din_export")
+    """Exports for serving in the backend's first format (SavedModel on
+    TensorFlow and JAX, ONNX on torch); reports why not where it cannot."""
+    export_format = keras_din.export.FORMATS[keras.backend.backend()][0]
+    name = {"tf_saved_model": "din_export", "onnx": "din.onnx"}[export_format]
+    path = os.path.join(output, name)
     try:
-        model.export(path, verbose=False)
-    except Exception as error:  # Export support varies by backend and install.
+        keras_din.export.export_model(model, path, format=export_format, verbose=False)
+    except Exception as error:  # Export needs optional packages (TF, onnx).
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
         print(
             f"export skipped on the {keras.backend.backend()} backend: "
