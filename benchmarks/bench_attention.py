@@ -159,6 +159,12 @@ class Runner:
             with torch.no_grad():
                 return forward(variables, q, k)
 
+        return self._torch_compiled(train_step, infer, q, k)
+
+    def _torch_compiled(self, train_step, infer, q, k):
+        """Eager and, where it works, `torch.compile` versions of both."""
+        import torch
+
         modes = {"eager": (lambda: train_step(q, k), lambda: infer(q, k))}
         if not self.torch_compile:
             return modes
@@ -189,6 +195,12 @@ class Runner:
 
         def infer():
             return forward(variables, q, k)
+
+        return self._tf_compiled(train_step, infer)
+
+    def _tf_compiled(self, train_step, infer):
+        """Eager, `tf.function` and XLA versions of both."""
+        import tensorflow as tf
 
         modes = {}
         for mode, compile_fn in (
@@ -260,21 +272,7 @@ class Runner:
             with torch.no_grad():
                 return layer(q, k, n)
 
-        modes = {"eager": (lambda: train_step(q, k), lambda: infer(q, k))}
-        if not self.torch_compile:
-            return modes
-        try:
-            compiled_train = torch.compile(train_step)
-            compiled_infer = torch.compile(infer)
-            compiled_train(q, k)
-            compiled_infer(q, k)
-            modes["torch.compile"] = (
-                lambda: compiled_train(q, k),
-                lambda: compiled_infer(q, k),
-            )
-        except Exception as error:
-            print(f"torch.compile failed: {type(error).__name__}", file=sys.stderr)
-        return modes
+        return self._torch_compiled(train_step, infer, q, k)
 
     def _deepctr_tf(self, query, keys, lengths, weights):
         try:
@@ -300,18 +298,7 @@ class Runner:
         def infer():
             return layer([q, k, n], training=False)
 
-        modes = {}
-        for mode, compile_fn in (
-            ("eager", lambda f: f),
-            ("tf.function", tf.function),
-            ("tf.function+XLA", lambda f: tf.function(f, jit_compile=True)),
-        ):
-            train, inference = compile_fn(train_step), compile_fn(infer)
-            modes[mode] = (
-                lambda train=train: [g.numpy() for g in train()],
-                lambda inference=inference: inference().numpy(),
-            )
-        return modes
+        return self._tf_compiled(train_step, infer)
 
 
 def peak_rss_rise(fn):
