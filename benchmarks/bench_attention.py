@@ -484,6 +484,10 @@ def main():
             # DeepCTR is written for tf.keras 2; keras-din uses Keras 3.
             "TF_USE_LEGACY_KERAS": "1",
             "TF_CPP_MIN_LOG_LEVEL": "3",
+            # Large blocks straight from mmap and back on free, so that the
+            # resident set follows the live tensors (glibc otherwise keeps
+            # freed blocks and a step's peak would not show).
+            "MALLOC_MMAP_THRESHOLD_": "65536",
         }
         subprocess.run(command, env=env, check=True)
         with open(path) as f:
