@@ -12,7 +12,11 @@ that load on a shared machine hits all of them alike. Speed is reported as
 ratios against keras-din measured in the same run.
 
 Implementations:
-- keras-din: `AttentionSequencePoolingLayer(weight_normalization=True)`.
+- keras-din: `AttentionSequencePoolingLayer(weight_normalization=True)`,
+  which leaves padding positions out of the computation (not under JAX).
+- keras-din dense: the same with `skip_padding=False`, every position
+  computed as the other implementations do: the formulation alone. Lengths are
+  uniform in [1, T], so about half of every history is padding.
 - concat: the straightforward keras.ops port (repeat the query, concatenate
   `[q, k, q - k, q * k]`, dense layers, padding constant, softmax), the
   baseline this package is measured against.
@@ -110,11 +114,13 @@ class Runner:
 
     # Each `make_*` returns {mode: (train_fn, infer_fn)}; both block until done.
 
-    def keras_din(self, query, keys, lengths, weights):
+    def keras_din(self, query, keys, lengths, weights, skip_padding=True):
         import keras_din
 
         layer = keras_din.AttentionSequencePoolingLayer(
-            att_hidden_units=UNITS, weight_normalization=True
+            att_hidden_units=UNITS,
+            weight_normalization=True,
+            skip_padding=skip_padding,
         )
         layer([query, keys, lengths])
         layer.set_weights(weights)
@@ -343,7 +349,12 @@ def nominal_gflop(size, phase):
     return forward * (3 if phase == "train" else 1) / 1e9
 
 
-def worker(backend, sizes, repeats, skip_eager_jax, torch_compile):
+def worker(backend, sizes, repeats, skip_eager_jax, torch_compile, memory=False):
+    """Times every call; with `memory`, measures peak memory instead.
+
+    Memory is measured in its own process, under a malloc setting that would
+    slow the timed runs down (see `run_worker`).
+    """
     import keras
 
     runner = Runner(backend, torch_compile)
@@ -357,6 +368,10 @@ def worker(backend, sizes, repeats, skip_eager_jax, torch_compile):
         query, keys, lengths, weights = make_case(size)
         flat = flatten_candidates(query, keys, lengths)
         impls = {"keras-din": runner.keras_din(query, keys, lengths, weights)}
+        if backend != "jax":  # JAX computes every position anyway
+            impls["keras-din dense"] = runner.keras_din(
+                query, keys, lengths, weights, skip_padding=False
+            )
         impls["concat"] = runner.concat(*flat, weights)
         peer = runner.peer(*flat, weights)
         if peer is not None:
@@ -371,6 +386,19 @@ def worker(backend, sizes, repeats, skip_eager_jax, torch_compile):
             for fn in calls.values():  # warm up, compile
                 fn()
                 fn()
+            if memory:
+                if phase == "train":
+                    for (impl, mode), fn in calls.items():
+                        peak = (peak_rss_rise(fn) or 0) / 2**20
+                        results["rows"].append(
+                            {
+                                "size": size_name,
+                                "impl": impl,
+                                "mode": mode,
+                                "peak_mb": peak,
+                            }
+                        )
+                continue
             times = {key: [] for key in calls}
             for _ in range(repeats):
                 for key, fn in calls.items():
@@ -386,8 +414,6 @@ def worker(backend, sizes, repeats, skip_eager_jax, torch_compile):
                     "median_ms": 1e3 * statistics.median(ts),
                     "gflops": nominal_gflop(size, phase) / statistics.median(ts),
                 }
-                if phase == "train" and size_name == "long":
-                    row["peak_mb"] = (peak_rss_rise(calls[(impl, mode)]) or 0) / 2**20
                 results["rows"].append(row)
             print(f"[{backend}] {size_name} {phase} done", file=sys.stderr)
     return results
@@ -445,6 +471,36 @@ def print_tables(all_results):
     )
 
 
+def run_worker(backend, args, repeats, memory=False):
+    """Runs `worker` for one backend in a fresh process; returns its results."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
+        path = out.name
+    command = [sys.executable, __file__, "--worker", backend, "--worker-out", path]
+    sizes = ["long"] if memory else args.sizes
+    command += ["--sizes", *sizes, "--repeats", str(repeats)]
+    command += ["--quick"] * args.quick + ["--jax-eager"] * args.jax_eager
+    command += ["--no-torch-compile"] * args.no_torch_compile
+    command += ["--memory"] * memory
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": backend,
+        # DeepCTR is written for tf.keras 2; keras-din uses Keras 3.
+        "TF_USE_LEGACY_KERAS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    if memory:
+        # Large blocks straight from mmap and back on free, so that the
+        # resident set follows the live tensors (glibc otherwise keeps freed
+        # blocks and a step's peak would not show). Every large allocation
+        # then faults its pages in afresh, which is why timings run without.
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    subprocess.run(command, env=env, check=True)
+    with open(path) as f:
+        results = json.load(f)
+    os.unlink(path)
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", nargs="+", default=["torch", "tensorflow", "jax"])
@@ -458,13 +514,19 @@ def main():
     parser.add_argument("--json", help="write the raw results here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
+    parser.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = {k: (QUICK_SIZES if args.quick else SIZES)[k] for k in args.sizes}
     repeats = 3 if args.quick else args.repeats
 
     if args.worker:
         results = worker(
-            args.worker, sizes, repeats, not args.jax_eager, not args.no_torch_compile
+            args.worker,
+            sizes,
+            repeats,
+            not args.jax_eager,
+            not args.no_torch_compile,
+            memory=args.memory,
         )
         with open(args.worker_out, "w") as f:
             json.dump(results, f)
@@ -472,27 +534,14 @@ def main():
 
     all_results = []
     for backend in args.backends:
-        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
-            path = out.name
-        command = [sys.executable, __file__, "--worker", backend, "--worker-out", path]
-        command += ["--sizes", *args.sizes, "--repeats", str(repeats)]
-        command += ["--quick"] * args.quick + ["--jax-eager"] * args.jax_eager
-        command += ["--no-torch-compile"] * args.no_torch_compile
-        env = {
-            **os.environ,
-            "KERAS_BACKEND": backend,
-            # DeepCTR is written for tf.keras 2; keras-din uses Keras 3.
-            "TF_USE_LEGACY_KERAS": "1",
-            "TF_CPP_MIN_LOG_LEVEL": "3",
-            # Large blocks straight from mmap and back on free, so that the
-            # resident set follows the live tensors (glibc otherwise keeps
-            # freed blocks and a step's peak would not show).
-            "MALLOC_MMAP_THRESHOLD_": "65536",
-        }
-        subprocess.run(command, env=env, check=True)
-        with open(path) as f:
-            all_results.append(json.load(f))
-        os.unlink(path)
+        results = run_worker(backend, args, repeats)
+        if "long" in args.sizes:
+            peaks = run_worker(backend, args, repeats, memory=True)["rows"]
+            peaks = {(r["size"], r["impl"], r["mode"]): r["peak_mb"] for r in peaks}
+            for row in results["rows"]:
+                if row["phase"] == "train" and row["size"] == "long":
+                    row["peak_mb"] = peaks[(row["size"], row["impl"], row["mode"])]
+        all_results.append(results)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(all_results, f, indent=1)

@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_din.layers._padding import every_position
+
 # The formats keras-din exports from each backend, and tests.
 FORMATS = {
     "tensorflow": ("tf_saved_model",),
@@ -17,6 +19,10 @@ def export_model(model, filepath, format="tf_saved_model", **kwargs):
     `ValueError` that names the backend and the formats it can produce
     (a torch-trained model reaches a SavedModel through a `.keras` file
     loaded on the TensorFlow backend; see the README).
+
+    On the torch backend the layers compute every history position while
+    the model is traced (see `skip_padding`): torch's exporters record fixed
+    shapes and cannot follow sizes that depend on the data.
 
     On the JAX backend a SavedModel is converted with `jax2tf`, which needs
     to know which unknown dimensions are equal. Unless
@@ -64,7 +70,12 @@ def export_model(model, filepath, format="tf_saved_model", **kwargs):
             if shapes is not None:
                 jax2tf_kwargs["polymorphic_shapes"] = shapes
         kwargs["jax2tf_kwargs"] = jax2tf_kwargs
-    model.export(filepath, format=format, **kwargs)
+    if backend == "torch":
+        # torch's exporters trace fixed shapes: no data-dependent sizes.
+        with every_position():
+            model.export(filepath, format=format, **kwargs)
+    else:
+        model.export(filepath, format=format, **kwargs)
     return filepath
 
 

@@ -255,14 +255,17 @@ def test_config_round_trip():
         weight_normalization=True,
         return_score=True,
         supports_masking=True,
+        skip_padding=False,
         name="attention",
     )
     assert_config_round_trip(layer)
+    assert layer.local_att.skip_padding is False
     config = layer.get_config()
     assert config["att_hidden_units"] == [6, 3]
     assert config["att_activation"] == "dice"
     assert config["weight_normalization"] is True
     assert config["return_score"] is True
+    assert config["skip_padding"] is False
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "dice", "prelu"])
@@ -435,3 +438,90 @@ def test_dice_statistics_and_padding(rng, dice_ignores_padding):
     expected = ref.pool(scores, keys, valid, False, True)
     actual = to_numpy(layer([query, keys, lengths], training=True))
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+def reference_gradients(query, keys, valid, arrays, projection, weight_normalization):
+    """Central differences of `sum(projection * pooled)` in float64 NumPy."""
+    n = len(HIDDEN)
+    values = [np.asarray(x, np.float64) for x in (query, keys, *arrays)]
+
+    def loss():
+        q, k, *w = values
+        scores = ref.unit_scores(
+            q,
+            k,
+            w[0 : 2 * n : 2],
+            w[1 : 2 * n : 2],
+            w[2 * n],
+            w[2 * n + 1],
+            lambda i, x: ref.sigmoid(x),
+        )
+        pooled = ref.pool(scores, k, valid, weight_normalization, False)
+        return np.sum(projection * pooled)
+
+    gradients = []
+    for value in values:
+        gradient = np.zeros_like(value)
+        for index in np.ndindex(value.shape):
+            original = value[index]
+            value[index] = original + 1e-6
+            above = loss()
+            value[index] = original - 1e-6
+            below = loss()
+            value[index] = original
+            gradient[index] = (above - below) / 2e-6
+        gradients.append(gradient)
+    return gradients
+
+
+@pytest.mark.parametrize("weight_normalization", [False, True])
+@pytest.mark.parametrize("candidates", [1, 2])
+@pytest.mark.parametrize("skip_padding", [True, False])
+def test_training_step_matches_reference_gradients(
+    rng, weight_normalization, candidates, skip_padding
+):
+    # One SGD step with learning rate 1 moves every weight by minus its
+    # gradient. Query and keys come from embedding tables, so their steps
+    # are the gradients with respect to them. Row 1 is an empty history.
+    batch, history, dim = 3, 4, 3
+    query, keys = make_inputs(rng, batch, candidates, history, dim)
+    lengths = np.array([[2], [0], [4]], "int32")
+    valid = ref.valid_from_lengths(lengths, history)
+    projection = rng.normal(size=(batch, candidates, dim))
+
+    item_ids = keras.Input((candidates,), dtype="int32")
+    history_ids = keras.Input((history,), dtype="int32")
+    length = keras.Input((1,), dtype="int32")
+    items = keras.layers.Embedding(batch * candidates, dim)
+    histories = keras.layers.Embedding(batch * history, dim)
+    layer = AttentionSequencePoolingLayer(
+        att_hidden_units=HIDDEN,
+        weight_normalization=weight_normalization,
+        skip_padding=skip_padding,
+    )
+    pooled = layer([items(item_ids), histories(history_ids), length])
+    model = keras.Model([item_ids, history_ids, length], pooled)
+    items.set_weights([query.reshape(-1, dim)])
+    histories.set_weights([keys.reshape(-1, dim)])
+    arrays = random_like_weights(layer, rng)
+    layer.set_weights(arrays)
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=1.0),
+        loss=lambda target, output: keras.ops.sum(target * output),
+    )
+    ids = [
+        np.arange(batch * candidates).reshape(batch, candidates),
+        np.arange(batch * history).reshape(batch, history),
+        lengths,
+    ]
+    model.train_on_batch(ids, projection.astype("float32"))
+
+    expected = reference_gradients(
+        query, keys, valid, arrays, projection, weight_normalization
+    )
+    before = [query.reshape(-1, dim), keys.reshape(-1, dim), *arrays]
+    after = [
+        to_numpy(w) for w in (items.embeddings, histories.embeddings, *layer.weights)
+    ]
+    for old, new, gradient in zip(before, after, expected, strict=True):
+        np.testing.assert_allclose(old - new, gradient.reshape(old.shape), atol=2e-5)

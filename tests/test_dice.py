@@ -171,6 +171,17 @@ def test_all_invalid_mask_keeps_moving_moments(rng):
         np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
+def test_empty_batch_keeps_moving_moments():
+    dice = Dice()
+    dice.build((None, 2))
+    weights = [np.full(2, 0.3, "float32"), np.ones(2, "float32"), np.ones(2, "float32")]
+    dice.set_weights(weights)
+    out = to_numpy(dice(np.zeros((0, 2), "float32"), training=True))
+    assert out.shape == (0, 2)
+    for got, want in zip(dice.get_weights(), weights, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
 def test_keras_mask_reaches_dice(rng):
     ids = keras.Input((5,), dtype="int32")
     embedding = keras.layers.Embedding(10, 3, mask_zero=True)

@@ -150,6 +150,11 @@ def test_dropout_only_in_training(rng):
     assert not np.allclose(training, inference)
 
 
+def test_dropout_layers_get_distinct_seeds():
+    unit = LocalActivationUnit(hidden_units=(8, 4, 2), dropout_rate=0.5, seed=3)
+    assert [layer.seed for layer in unit.dropouts] == [3, 4, 5]
+
+
 def test_l2_regularises_hidden_kernels_only(rng):
     query, keys = make_inputs(rng)
     unit = LocalActivationUnit(hidden_units=(8, 4), l2_reg=0.01)
@@ -178,6 +183,7 @@ def test_config_round_trip():
         dropout_rate=0.2,
         use_bn=True,
         seed=5,
+        skip_padding=False,
         name="unit",
     )
     assert_config_round_trip(unit)
@@ -186,6 +192,7 @@ def test_config_round_trip():
     assert config["activation"] == "dice"
     assert config["l2_reg"] == 0.1 and config["dropout_rate"] == 0.2
     assert config["use_bn"] is True and config["seed"] == 5
+    assert config["skip_padding"] is False
 
 
 def test_functional_model_save_load(rng, tmp_path):
@@ -263,8 +270,50 @@ def test_keys_mask_restricts_dice_statistics(rng, candidates):
     expected = ref.unit_scores_joint(
         query, keys, kernels, biases, w_o, b_o, masked_dice
     )
+    # Padding positions score 0 when a keys mask is given.
+    expected = np.where(valid[..., None], expected, 0.0)
     actual = to_numpy(unit([query, keys], training=True, keys_mask=valid))
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
     # Without the mask the padding enters the moments and the scores differ.
     unmasked = to_numpy(unit([query, keys], training=True))
     assert not np.allclose(unmasked[valid], expected[valid], atol=1e-3)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "dice"])
+@pytest.mark.parametrize("candidates", [1, 3])
+@pytest.mark.parametrize("lengths", [[0, 2, 6, 4], [0, 0, 0, 0], [6, 6, 6, 6]])
+def test_keys_mask_zeroes_padding_with_or_without_skipping(
+    rng, activation, candidates, lengths
+):
+    # Skipping the padding changes the work, not the scores: the valid
+    # positions match the reference, padding scores 0, in training too.
+    query, keys = make_inputs(rng, candidates=candidates)
+    valid = ref.valid_from_lengths(lengths, 6)
+    units = [
+        LocalActivationUnit(hidden_units=(8, 4), activation=activation, skip_padding=s)
+        for s in (True, False)
+    ]
+    for unit in units:
+        unit([query, keys])
+    arrays = random_like_weights(units[0], rng)
+    for unit in units:
+        unit.set_weights(arrays)
+    kernels, biases, w_o, b_o = split_dense_weights(arrays, 2)
+    if activation == "sigmoid":
+        expected = ref.unit_scores(
+            query, keys, kernels, biases, w_o, b_o, lambda i, x: ref.sigmoid(x)
+        )
+        expected = np.where(valid[..., None], expected, 0.0)
+    for training in (False, True):
+        skipped, dense = (
+            to_numpy(unit([query, keys], training=training, keys_mask=valid))
+            for unit in units
+        )
+        assert skipped.shape == (4, 6, candidates)
+        np.testing.assert_allclose(skipped, dense, rtol=1e-5, atol=1e-5)
+        assert np.all(skipped[~valid] == 0)
+        if activation == "sigmoid":
+            np.testing.assert_allclose(skipped, expected, rtol=1e-5, atol=1e-5)
+    for unit in units:  # Dice's moving moments, even after an empty batch
+        for weight in unit.weights:
+            assert np.all(np.isfinite(to_numpy(weight))), weight.path

@@ -7,6 +7,7 @@ from keras_din.layers._checks import check_query_and_keys
 from keras_din.layers._checks import dims_disagree
 from keras_din.layers._checks import split_inputs
 from keras_din.layers._checks import static_shape
+from keras_din.layers.dice import Dice
 from keras_din.layers.local_activation_unit import LocalActivationUnit
 
 
@@ -36,8 +37,13 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
             of the pooled embedding. Defaults to `False`.
         dice_ignores_padding: bool. With `att_activation="dice"`, whether
             Dice takes its training statistics over the valid history
-            positions only. `False` includes the padding, as DeepCTR does.
+            positions only. `False` includes the padding, as DeepCTR does
+            (and the unit then computes the padding positions too).
             Inference is the same either way. Defaults to `True`.
+        skip_padding: bool. Whether the activation unit runs on the valid
+            history positions only, which saves work in proportion to the
+            padding; the results are the same. See `LocalActivationUnit`
+            for where it applies. Defaults to `True`.
         supports_masking: Accepted for compatibility with DeepCTR and
             ignored: the layer takes a Keras mask whenever `keys` carries one.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
@@ -82,6 +88,7 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
         weight_normalization=False,
         return_score=False,
         dice_ignores_padding=True,
+        skip_padding=True,
         supports_masking=None,
         **kwargs,
     ):
@@ -93,9 +100,11 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
         self.weight_normalization = bool(weight_normalization)
         self.return_score = bool(return_score)
         self.dice_ignores_padding = bool(dice_ignores_padding)
+        self.skip_padding = bool(skip_padding)
         self.local_att = LocalActivationUnit(
             hidden_units=self.att_hidden_units,
             activation=att_activation,
+            skip_padding=self.skip_padding,
             dtype=self.dtype_policy,
             name="local_activation_unit",
         )
@@ -147,7 +156,7 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
         scores = self.local_att(
             [query, keys],
             training=training,
-            keys_mask=valid if self.dice_ignores_padding else None,
+            keys_mask=valid if self._unit_may_ignore_padding() else None,
         )  # (B, T, C)
         if valid is not None:
             valid = ops.expand_dims(valid, -1)
@@ -157,10 +166,19 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
             weights = ops.where(valid, scores, ops.zeros_like(scores))
         else:
             weights = scores
-        weights = ops.transpose(weights, (0, 2, 1))  # (B, C, T)
         if self.return_score:
-            return weights
-        return ops.matmul(weights, keys)
+            return ops.transpose(weights, (0, 2, 1))  # (B, C, T)
+        if static_shape(query)[1] == 1:
+            # One candidate: a weighted sum, cheaper than a batch of (1, T)
+            # by (T, E) matmuls (torch loops over the batch for those).
+            return ops.sum(weights * keys, axis=1, keepdims=True)
+        return ops.matmul(ops.transpose(weights, (0, 2, 1)), keys)
+
+    def _unit_may_ignore_padding(self):
+        # Only Dice statistics with `dice_ignores_padding=False` need the
+        # unit to run on the padding too.
+        uses_dice = any(isinstance(x, Dice) for x in self.local_att.activation_layers)
+        return self.dice_ignores_padding or not uses_dice
 
     def _valid_positions(self, inputs, keras_mask, explicit_mask):
         """The `(B, T)` boolean mask of valid positions, or `None`."""
@@ -214,6 +232,7 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
                 "weight_normalization": self.weight_normalization,
                 "return_score": self.return_score,
                 "dice_ignores_padding": self.dice_ignores_padding,
+                "skip_padding": self.skip_padding,
             }
         )
         return config

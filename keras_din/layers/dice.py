@@ -131,7 +131,15 @@ class Dice(keras.layers.Layer):
         so that neither the output nor the moving averages change.
         """
         if mask is None:
-            return ops.moments(x, axes=self._reduction_axes)
+            # An empty batch (every position skipped as padding) keeps the
+            # moving moments, as a batch with no valid entry does.
+            mean, variance = ops.moments(x, axes=self._reduction_axes)
+            has_entries = ops.size(x) > 0
+            mean = ops.where(has_entries, mean, ops.convert_to_tensor(self.moving_mean))
+            variance = ops.where(
+                has_entries, variance, ops.convert_to_tensor(self.moving_variance)
+            )
+            return mean, variance
         if len(mask.shape) != len(x.shape) - 1:
             raise ValueError(
                 "The mask of `Dice` must have the shape of its input without "

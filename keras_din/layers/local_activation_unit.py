@@ -6,6 +6,7 @@ from keras_din.layers._checks import check_positive_units
 from keras_din.layers._checks import check_query_and_keys
 from keras_din.layers._checks import split_inputs
 from keras_din.layers._checks import static_shape
+from keras_din.layers._padding import computing_every_position
 from keras_din.layers.dice import Dice
 
 
@@ -85,6 +86,13 @@ class LocalActivationUnit(keras.layers.Layer):
             activation. Defaults to `False`.
         seed: int or `None`. Seed of the kernel initialisers and of dropout.
             Defaults to `None`.
+        skip_padding: bool. Whether, given a `keys_mask`, to run the MLP on
+            the valid positions only. The results are the same; the work
+            shrinks with the share of padding. This needs tensors of
+            data-dependent size, so it is not done under JAX (whose `jit`
+            needs static shapes), with `use_bn` (whose statistics include
+            the padding), or inside `keras_din.export.export_model`.
+            Defaults to `True`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -95,9 +103,9 @@ class LocalActivationUnit(keras.layers.Layer):
             pooling. Accepted so that inputs carrying a Keras mask are taken
             without a warning.
         keys_mask: Optional boolean tensor of shape `(B, T)`, true at valid
-            history positions. If given, Dice activations take their training
-            statistics over the valid positions only; the scores of every
-            position are still computed.
+            history positions. If given, padding positions score 0 (with
+            `skip_padding` they are not computed at all) and Dice activations
+            take their training statistics over the valid positions only.
         training: Python boolean. Whether dropout, batch normalisation and
             Dice run in training mode.
 
@@ -135,6 +143,7 @@ class LocalActivationUnit(keras.layers.Layer):
         dropout_rate=0.0,
         use_bn=False,
         seed=None,
+        skip_padding=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -151,6 +160,7 @@ class LocalActivationUnit(keras.layers.Layer):
         self.dropout_rate = dropout_rate
         self.use_bn = use_bn
         self.seed = seed
+        self.skip_padding = bool(skip_padding)
 
         self.batch_norms = [
             keras.layers.BatchNormalization(
@@ -165,9 +175,14 @@ class LocalActivationUnit(keras.layers.Layer):
         ]
         for layer in self.activation_layers:
             layer.dtype_policy = self.dtype_policy
+        # Distinct seeds, so that the layers' dropout masks are not alike.
         self.dropouts = [
-            keras.layers.Dropout(dropout_rate, seed=seed, dtype=self.dtype_policy)
-            for _ in self.hidden_units
+            keras.layers.Dropout(
+                dropout_rate,
+                seed=None if seed is None else seed + i,
+                dtype=self.dtype_policy,
+            )
+            for i in range(len(self.hidden_units))
             if dropout_rate > 0
         ]
 
@@ -216,13 +231,94 @@ class LocalActivationUnit(keras.layers.Layer):
         batch = ops.shape(keys)[0]
         history = ops.shape(keys)[1]
         candidates = ops.shape(query)[1]
-        row_mask = None
         if keys_mask is not None:
             check_keys_mask(keys_mask, keys)
-            row_mask = ops.expand_dims(ops.cast(keys_mask, "bool"), -1)
+            keys_mask = ops.cast(keys_mask, "bool")
+        positions = None
+        if keys_mask is not None and self._skips_padding():
+            # Only the valid positions (indices into B * T) go through the
+            # MLP. Their number is data-dependent, which is why JAX, whose
+            # compiled functions need static shapes, computes every position.
+            positions = ops.where(ops.reshape(keys_mask, (-1,)))[0]
+        hidden = self._first_layer(query, keys, positions)
+        row_mask = None
+        if keys_mask is not None and positions is None:
+            row_mask = ops.expand_dims(keys_mask, -1)
             row_mask = ops.broadcast_to(row_mask, (batch, history, candidates))
             row_mask = ops.reshape(row_mask, (-1,))
-        hidden = self._first_layer(query, keys)
+        scores = self._hidden_and_output(hidden, training, row_mask)
+        scores = ops.reshape(scores, (-1, candidates))
+        if positions is not None:
+            # Back to every position, zeros at the padding (`scatter_update`:
+            # keras' torch `scatter` loops over the rows in Python).
+            scores = ops.scatter_update(
+                ops.zeros((batch * history, candidates), scores.dtype),
+                ops.expand_dims(positions, -1),
+                scores,
+            )
+        scores = ops.reshape(scores, (batch, history, candidates))
+        if row_mask is not None:
+            scores = ops.where(
+                ops.expand_dims(keys_mask, -1), scores, ops.zeros_like(scores)
+            )
+        return scores
+
+    def _skips_padding(self):
+        """Whether padding positions are left out of the computation."""
+        return (
+            self.skip_padding
+            and not self.use_bn
+            and keras.backend.backend() != "jax"
+            and not computing_every_position()
+        )
+
+    def _first_layer(self, query, keys, positions):
+        """`[q, k, q - k, q * k] @ W_1 + b_1`, one row per (b, t, c).
+
+        Returns a `(R * C, H_1)` matrix whose rows are ordered by position
+        and then candidate; the positions are all `B * T` ones, or the given
+        indices into them.
+        """
+        e = self._embedding_dim
+        units = self.hidden_units[0]
+        kernel, bias = self.kernels[0], self.biases[0]
+        w_q, w_k = kernel[:e], kernel[e : 2 * e]
+        w_d, w_p = kernel[2 * e : 3 * e], kernel[3 * e :]
+        batch, history = ops.shape(keys)[0], ops.shape(keys)[1]
+        candidates = ops.shape(query)[1]
+        # With W_1 split by rows into [W_q; W_k; W_d; W_p], the first layer
+        # is q (W_q + W_d) + b_1 + k (W_k - W_d) + (q * k) W_p: the query
+        # term once per candidate, and for the rest two GEMMs, each a
+        # quarter as wide as the concatenation's.
+        query_term = ops.matmul(query, w_q + w_d) + bias  # (B, C, H)
+        keys = ops.reshape(keys, (-1, 1, e))  # (B * T, 1, E)
+        if positions is None:
+
+            def per_position(x):  # (B, C, D) -> (B * T, C, D)
+                x = ops.expand_dims(x, 1)
+                x = ops.broadcast_to(x, (batch, history, candidates, x.shape[-1]))
+                return ops.reshape(x, (-1, candidates, x.shape[-1]))
+
+            query, query_term = per_position(query), per_position(query_term)
+        else:
+            owners = positions // ops.cast(history, positions.dtype)
+
+            def rows_of(x, indices):  # (M, C, D) -> (N, C, D)
+                # Rows of a matrix: an embedding lookup on torch, which its
+                # ONNX export supports (it cannot export higher-rank takes).
+                shape = (-1, x.shape[1], x.shape[2])
+                x = ops.take(ops.reshape(x, (ops.shape(x)[0], -1)), indices, axis=0)
+                return ops.reshape(x, shape)
+
+            query, query_term = rows_of(query, owners), rows_of(query_term, owners)
+            keys = rows_of(keys, positions)
+        hidden = (
+            ops.matmul(query * keys, w_p) + ops.matmul(keys, w_k - w_d) + query_term
+        )
+        return ops.reshape(hidden, (-1, units))
+
+    def _hidden_and_output(self, hidden, training, row_mask):
+        """The hidden stack and output layer; returns one score per row."""
         for i in range(len(self.hidden_units)):
             if i > 0:
                 hidden = ops.matmul(hidden, self.kernels[i]) + self.biases[i]
@@ -235,35 +331,7 @@ class LocalActivationUnit(keras.layers.Layer):
                 hidden = activation(hidden, training=training)
             if self.dropouts:
                 hidden = self.dropouts[i](hidden, training=training)
-        scores = ops.matmul(hidden, self.output_kernel) + self.output_bias
-        return ops.reshape(scores, (batch, history, candidates))
-
-    def _first_layer(self, query, keys):
-        """`[q, k, q - k, q * k] @ W_1 + b_1` for every (b, t, c) as rows.
-
-        Returns a `(B * T * C, H_1)` matrix whose rows are ordered by batch,
-        history position and candidate.
-        """
-        e = self._embedding_dim
-        units = self.hidden_units[0]
-        kernel = self.kernels[0]
-        w_q, w_k = kernel[:e], kernel[e : 2 * e]
-        w_d, w_p = kernel[2 * e : 3 * e], kernel[3 * e :]
-        batch = ops.shape(keys)[0]
-        candidates = ops.shape(query)[1]
-        # Query terms, once per candidate: (B, 1, C, H).
-        query_term = ops.matmul(query, w_q + w_d) + self.biases[0]
-        query_term = ops.expand_dims(query_term, 1)
-        # Per-candidate key kernel W_k - W_d + diag(q) W_p, laid out as
-        # (B, E, C * H) so that one batched matmul serves every candidate
-        # without repeating the history.
-        key_kernel = ops.expand_dims(ops.transpose(query, (0, 2, 1)), -1) * w_p[
-            :, None, :
-        ] + ops.expand_dims(w_k - w_d, 1)
-        key_kernel = ops.reshape(key_kernel, (batch, e, candidates * units))
-        key_term = ops.matmul(keys, key_kernel)
-        key_term = ops.reshape(key_term, (batch, -1, candidates, units))
-        return ops.reshape(key_term + query_term, (-1, units))
+        return ops.matmul(hidden, self.output_kernel) + self.output_bias
 
     def compute_mask(self, inputs, previous_mask=None):
         return None
@@ -278,6 +346,7 @@ class LocalActivationUnit(keras.layers.Layer):
                 "dropout_rate": self.dropout_rate,
                 "use_bn": self.use_bn,
                 "seed": self.seed,
+                "skip_padding": self.skip_padding,
             }
         )
         return config
