@@ -302,16 +302,9 @@ class LocalActivationUnit(keras.layers.Layer):
             query, query_term = per_position(query), per_position(query_term)
         else:
             owners = positions // ops.cast(history, positions.dtype)
-
-            def rows_of(x, indices):  # (M, C, D) -> (N, C, D)
-                # Rows of a matrix: an embedding lookup on torch, which its
-                # ONNX export supports (it cannot export higher-rank takes).
-                shape = (-1, x.shape[1], x.shape[2])
-                x = ops.take(ops.reshape(x, (ops.shape(x)[0], -1)), indices, axis=0)
-                return ops.reshape(x, shape)
-
-            query, query_term = rows_of(query, owners), rows_of(query_term, owners)
-            keys = rows_of(keys, positions)
+            query = ops.take(query, owners, axis=0)  # (N, C, E)
+            query_term = ops.take(query_term, owners, axis=0)
+            keys = ops.take(keys, positions, axis=0)
         hidden = (
             ops.matmul(query * keys, w_p) + ops.matmul(keys, w_k - w_d) + query_term
         )
