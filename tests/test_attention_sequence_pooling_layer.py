@@ -25,17 +25,21 @@ def make_layer(rng, query, keys, **kwargs):
     layer.build([query.shape, keys.shape])
     arrays = random_like_weights(layer, rng)
     layer.set_weights(arrays)
-    n = len(HIDDEN)
     scores = ref.unit_scores(
-        query,
-        keys,
+        query, keys, *dense_weights(arrays), lambda i, x: ref.sigmoid(x)
+    )
+    return layer, scores
+
+
+def dense_weights(arrays):
+    """[W_1, b_1, ..., w_o, b_o, ...] -> kernels, biases, output kernel, bias."""
+    n = len(HIDDEN)
+    return (
         arrays[0 : 2 * n : 2],
         arrays[1 : 2 * n : 2],
         arrays[2 * n],
         arrays[2 * n + 1],
-        lambda i, x: ref.sigmoid(x),
     )
-    return layer, scores
 
 
 @pytest.mark.parametrize("weight_normalization, return_score", MODES)
@@ -426,15 +430,7 @@ def test_dice_statistics_and_padding(rng, dice_ignores_padding):
         rows = x[moment_rows]
         return ref.dice(x, alphas[i], rows.mean(axis=(0, 1)), rows.var(axis=(0, 1)))
 
-    scores = ref.unit_scores_joint(
-        query,
-        keys,
-        arrays[0 : 2 * n : 2],
-        arrays[1 : 2 * n : 2],
-        arrays[2 * n],
-        arrays[2 * n + 1],
-        dice,
-    )
+    scores = ref.unit_scores_joint(query, keys, *dense_weights(arrays), dice)
     expected = ref.pool(scores, keys, valid, False, True)
     actual = to_numpy(layer([query, keys, lengths], training=True))
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
@@ -442,20 +438,11 @@ def test_dice_statistics_and_padding(rng, dice_ignores_padding):
 
 def reference_gradients(query, keys, valid, arrays, projection, weight_normalization):
     """Central differences of `sum(projection * pooled)` in float64 NumPy."""
-    n = len(HIDDEN)
     values = [np.asarray(x, np.float64) for x in (query, keys, *arrays)]
 
     def loss():
         q, k, *w = values
-        scores = ref.unit_scores(
-            q,
-            k,
-            w[0 : 2 * n : 2],
-            w[1 : 2 * n : 2],
-            w[2 * n],
-            w[2 * n + 1],
-            lambda i, x: ref.sigmoid(x),
-        )
+        scores = ref.unit_scores(q, k, *dense_weights(w), lambda i, x: ref.sigmoid(x))
         pooled = ref.pool(scores, k, valid, weight_normalization, False)
         return np.sum(projection * pooled)
 
