@@ -1,3 +1,5 @@
+import inspect
+
 import keras
 from keras import ops
 
@@ -7,8 +9,14 @@ from keras_din.layers._checks import check_query_and_keys
 from keras_din.layers._checks import dims_disagree
 from keras_din.layers._checks import split_inputs
 from keras_din.layers._checks import static_shape
+from keras_din.layers._padding import to_every_position
+from keras_din.layers._padding import valid_rows
 from keras_din.layers.dice import Dice
 from keras_din.layers.local_activation_unit import LocalActivationUnit
+
+# Keras 3.14 added `reduction` to `scatter_update`; with it, one candidate is
+# pooled over the valid history rows alone.
+_SCATTER_ADDS = "reduction" in inspect.signature(ops.scatter_update).parameters
 
 
 @keras.saving.register_keras_serializable(package="keras_din")
@@ -152,6 +160,8 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
         # given too.
         keras_mask = mask if inputs_mask is None else inputs_mask
         valid = self._valid_positions(inputs, keras_mask, explicit_mask)
+        if self._pools_valid_rows(query, valid):
+            return self._pool_valid_rows(query, keys, valid, training)
 
         scores = self.local_att(
             [query, keys],
@@ -173,6 +183,46 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
             # by (T, E) matmuls (torch loops over the batch for those).
             return ops.sum(weights * keys, axis=1, keepdims=True)
         return ops.matmul(ops.transpose(weights, (0, 2, 1)), keys)
+
+    def _pools_valid_rows(self, query, valid):
+        """Whether to pool one candidate over the valid history rows alone.
+
+        The unit's scores, the weights and the weighted sum then stay on the
+        valid rows: no `(B, T, E)` tensor is made, forward or backward,
+        but the gradient of the keys. Many candidates are pooled by a matmul
+        over every position instead, which is cheaper than their
+        `(N, C, E)` products.
+        """
+        return (
+            _SCATTER_ADDS
+            and valid is not None
+            and not self.return_score
+            and static_shape(query)[1] == 1
+            and self._unit_may_ignore_padding()
+            and self.local_att._skips_padding()
+        )
+
+    def _pool_valid_rows(self, query, keys, valid, training):
+        batch, history = ops.shape(keys)[0], ops.shape(keys)[1]
+        dim = static_shape(keys)[-1]
+        positions, owners = valid_rows(valid)
+        keys_rows = ops.take(ops.reshape(keys, (-1, 1, dim)), positions, axis=0)
+        scores = self.local_att._row_scores(query, keys_rows, owners, training)
+        if self.weight_normalization:
+            scores = to_every_position(scores, positions, batch, history)
+            weights = _masked_softmax(scores, ops.expand_dims(valid, -1))
+            weights = ops.take(ops.reshape(weights, (-1, 1, 1)), positions, axis=0)
+        else:
+            weights = ops.expand_dims(scores, -1)
+        # Summed in float32: a float16 running sum over a long history
+        # would lose the digits that the dense path's reductions keep.
+        pooled = ops.scatter_update(
+            ops.zeros((batch, 1, dim), "float32"),
+            ops.expand_dims(owners, -1),
+            ops.cast(weights * keys_rows, "float32"),
+            reduction="add",
+        )
+        return ops.cast(pooled, keys.dtype)
 
     def _unit_may_ignore_padding(self):
         # Only Dice statistics with `dice_ignores_padding=False` need the

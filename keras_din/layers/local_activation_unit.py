@@ -7,6 +7,8 @@ from keras_din.layers._checks import check_query_and_keys
 from keras_din.layers._checks import split_inputs
 from keras_din.layers._checks import static_shape
 from keras_din.layers._padding import computing_every_position
+from keras_din.layers._padding import to_every_position
+from keras_din.layers._padding import valid_rows
 from keras_din.layers.dice import Dice
 
 
@@ -29,6 +31,11 @@ def _activation_factory(activation):
             function = keras.activations.get(activation)
         except (ValueError, TypeError):
             function = None
+        if function is keras.activations.sigmoid:
+            # keras.activations.sigmoid hangs its input on the output (for
+            # losses): autograd, which keeps the output, would keep the
+            # pre-activation alive too, a hidden layer's worth of memory.
+            function = ops.sigmoid
         if function is not None:
             return lambda name: keras.layers.Activation(function, name=name)
     raise ValueError(
@@ -234,30 +241,21 @@ class LocalActivationUnit(keras.layers.Layer):
         if keys_mask is not None:
             check_keys_mask(keys_mask, keys)
             keys_mask = ops.cast(keys_mask, "bool")
-        positions = None
         if keys_mask is not None and self._skips_padding():
-            # Only the valid positions (indices into B * T) go through the
-            # MLP. Their number is data-dependent, which is why JAX, whose
-            # compiled functions need static shapes, computes every position.
-            positions = ops.where(ops.reshape(keys_mask, (-1,)))[0]
-        hidden = self._first_layer(query, keys, positions)
+            positions, owners = valid_rows(keys_mask)
+            keys_rows = ops.reshape(keys, (-1, 1, self._embedding_dim))
+            keys_rows = ops.take(keys_rows, positions, axis=0)
+            scores = self._row_scores(query, keys_rows, owners, training)
+            return to_every_position(scores, positions, batch, history)
         row_mask = None
-        if keys_mask is not None and positions is None:
+        if keys_mask is not None:
             row_mask = ops.expand_dims(keys_mask, -1)
             row_mask = ops.broadcast_to(row_mask, (batch, history, candidates))
             row_mask = ops.reshape(row_mask, (-1,))
-        scores = self._hidden_and_output(hidden, training, row_mask)
-        scores = ops.reshape(scores, (-1, candidates))
-        if positions is not None:
-            # Back to every position, zeros at the padding (`scatter_update`:
-            # keras' torch `scatter` loops over the rows in Python).
-            scores = ops.scatter_update(
-                ops.zeros((batch * history, candidates), scores.dtype),
-                ops.expand_dims(positions, -1),
-                scores,
-            )
+        keys_rows = ops.expand_dims(keys, 2)
+        scores = self._row_scores(query, keys_rows, None, training, row_mask)
         scores = ops.reshape(scores, (batch, history, candidates))
-        if row_mask is not None:
+        if keys_mask is not None:
             scores = ops.where(
                 ops.expand_dims(keys_mask, -1), scores, ops.zeros_like(scores)
             )
@@ -272,41 +270,61 @@ class LocalActivationUnit(keras.layers.Layer):
             and not computing_every_position()
         )
 
-    def _first_layer(self, query, keys, positions):
-        """`[q, k, q - k, q * k] @ W_1 + b_1`, one row per (b, t, c).
+    def _row_scores(self, query, keys_rows, owners, training, row_mask=None):
+        """Scores of history rows against the candidates of their sequence.
 
-        Returns a `(R * C, H_1)` matrix whose rows are ordered by position
-        and then candidate; the positions are all `B * T` ones, or the given
-        indices into them.
+        Args:
+            query: `(B, C, E)` candidates.
+            keys_rows: `(B, T, 1, E)`, every history position, or `(N, 1,
+                E)`, a selection of them.
+            owners: `None` for every position, else the `(N,)` sequence
+                (batch index) of each selected row.
+            training: Python boolean, passed to the hidden layers.
+            row_mask: Optional `(R * C,)` boolean mask of valid rows for the
+                Dice statistics.
+
+        Returns:
+            `(R, C)` scores.
+        """
+        # No name holds the first layer's output while the stack runs, so
+        # that it is freed as soon as the next layer has been computed.
+        scores = self._hidden_and_output(
+            self._first_layer(query, keys_rows, owners), training, row_mask
+        )
+        return ops.reshape(scores, (-1, ops.shape(query)[1]))
+
+    def _first_layer(self, query, keys_rows, owners):
+        """`[q, k, q - k, q * k] @ W_1 + b_1`, one row per (row, candidate).
+
+        Returns an `(R * C, H_1)` matrix ordered by row (`R = B * T` or
+        `N`), then candidate.
         """
         e = self._embedding_dim
         units = self.hidden_units[0]
         kernel, bias = self.kernels[0], self.biases[0]
         w_q, w_k = kernel[:e], kernel[e : 2 * e]
         w_d, w_p = kernel[2 * e : 3 * e], kernel[3 * e :]
-        batch, history = ops.shape(keys)[0], ops.shape(keys)[1]
-        candidates = ops.shape(query)[1]
         # With W_1 split by rows into [W_q; W_k; W_d; W_p], the first layer
         # is q (W_q + W_d) + b_1 + k (W_k - W_d) + (q * k) W_p: the query
         # term once per candidate, and for the rest two GEMMs, each a
         # quarter as wide as the concatenation's.
         query_term = ops.matmul(query, w_q + w_d) + bias  # (B, C, H)
-        keys = ops.reshape(keys, (-1, 1, e))  # (B * T, 1, E)
-        if positions is None:
+        if owners is None:
 
-            def per_position(x):  # (B, C, D) -> (B * T, C, D)
-                x = ops.expand_dims(x, 1)
-                x = ops.broadcast_to(x, (batch, history, candidates, x.shape[-1]))
-                return ops.reshape(x, (-1, candidates, x.shape[-1]))
+            def per_row(x):  # (B, C, D) -> (B, 1, C, D), broadcast over T
+                return ops.expand_dims(x, 1)
 
-            query, query_term = per_position(query), per_position(query_term)
         else:
-            owners = positions // ops.cast(history, positions.dtype)
-            query = ops.take(query, owners, axis=0)  # (N, C, E)
-            query_term = ops.take(query_term, owners, axis=0)
-            keys = ops.take(keys, positions, axis=0)
+
+            def per_row(x):  # (B, C, D) -> (N, C, D)
+                return ops.take(x, owners, axis=0)
+
+        # One expression, so that each (rows, C, H) temporary is freed as
+        # soon as it has been added: three at most are alive at once.
         hidden = (
-            ops.matmul(query * keys, w_p) + ops.matmul(keys, w_k - w_d) + query_term
+            ops.matmul(per_row(query) * keys_rows, w_p)
+            + per_row(query_term)
+            + ops.matmul(keys_rows, w_k - w_d)
         )
         return ops.reshape(hidden, (-1, units))
 
