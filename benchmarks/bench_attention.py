@@ -197,7 +197,10 @@ class Runner:
             with tf.GradientTape() as tape:
                 tape.watch([q, k])
                 loss = tf.reduce_sum(forward(variables, q, k))
-            return tape.gradient(loss, [*tf_variables, q, k])
+            gradients = tape.gradient(loss, [*tf_variables, q, k])
+            # Dense, as every implementation's: a gradient that arrives as
+            # IndexedSlices (from a gather) pays for its densifying here.
+            return [tf.convert_to_tensor(g) for g in gradients]
 
         def infer():
             return forward(variables, q, k)

@@ -330,6 +330,35 @@ def test_mixed_precision_training_with_empty_histories(
     assert np.all(empty == 0)
 
 
+@pytest.mark.parametrize("weight_normalization", [False, True])
+def test_float16_long_history_matches_reference(rng, weight_normalization):
+    # A thousand positions pooled in float16: the sum over the history must
+    # keep float32 precision, whichever way the layer computes it.
+    query, keys = make_inputs(rng, batch=3, history=1000)
+    query = query.astype("float16").astype("float32")
+    keys = keys.astype("float16").astype("float32")
+    lengths = np.array([[1000], [617], [0]])
+    layer, scores = make_layer(
+        rng, query, keys, weight_normalization=weight_normalization
+    )
+    half = AttentionSequencePoolingLayer(
+        att_hidden_units=HIDDEN,
+        weight_normalization=weight_normalization,
+        dtype="float16",
+    )
+    half.build([query.shape, keys.shape])
+    half.set_weights(layer.get_weights())
+    valid = ref.valid_from_lengths(lengths, 1000)
+    expected = ref.pool(scores, keys, valid, weight_normalization, False)
+    actual = to_numpy(half([query.astype("float16"), keys.astype("float16"), lengths]))
+    assert actual.dtype == np.float16
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(
+        actual.astype("float32"), expected, rtol=0, atol=1e-3 * scale
+    )
+    assert np.all(actual[2] == 0)
+
+
 def test_gradients_finite_with_empty_rows_and_large_scores(rng):
     query, keys = make_inputs(rng)
     keys[1, 3:] = 1e4  # padding with huge values must not leak

@@ -252,8 +252,7 @@ class LocalActivationUnit(keras.layers.Layer):
             row_mask = ops.expand_dims(keys_mask, -1)
             row_mask = ops.broadcast_to(row_mask, (batch, history, candidates))
             row_mask = ops.reshape(row_mask, (-1,))
-        keys_rows = ops.expand_dims(keys, 2)
-        scores = self._row_scores(query, keys_rows, None, training, row_mask)
+        scores = self._row_scores(query, keys, None, training, row_mask)
         scores = ops.reshape(scores, (batch, history, candidates))
         if keys_mask is not None:
             scores = ops.where(
@@ -270,13 +269,13 @@ class LocalActivationUnit(keras.layers.Layer):
             and not computing_every_position()
         )
 
-    def _row_scores(self, query, keys_rows, owners, training, row_mask=None):
+    def _row_scores(self, query, keys, owners, training, row_mask=None):
         """Scores of history rows against the candidates of their sequence.
 
         Args:
             query: `(B, C, E)` candidates.
-            keys_rows: `(B, T, 1, E)`, every history position, or `(N, 1,
-                E)`, a selection of them.
+            keys: The `(B, T, E)` history, every position a row, or `(N, 1,
+                E)` rows selected from it.
             owners: `None` for every position, else the `(N,)` sequence
                 (batch index) of each selected row.
             training: Python boolean, passed to the hidden layers.
@@ -284,16 +283,16 @@ class LocalActivationUnit(keras.layers.Layer):
                 Dice statistics.
 
         Returns:
-            `(R, C)` scores.
+            `(R, C)` scores, `R` being `B * T` or `N`.
         """
         # No name holds the first layer's output while the stack runs, so
         # that it is freed as soon as the next layer has been computed.
         scores = self._hidden_and_output(
-            self._first_layer(query, keys_rows, owners), training, row_mask
+            self._first_layer(query, keys, owners), training, row_mask
         )
         return ops.reshape(scores, (-1, ops.shape(query)[1]))
 
-    def _first_layer(self, query, keys_rows, owners):
+    def _first_layer(self, query, keys, owners):
         """`[q, k, q - k, q * k] @ W_1 + b_1`, one row per (row, candidate).
 
         Returns an `(R * C, H_1)` matrix ordered by row (`R = B * T` or
@@ -310,9 +309,16 @@ class LocalActivationUnit(keras.layers.Layer):
         # quarter as wide as the concatenation's.
         query_term = ops.matmul(query, w_q + w_d) + bias  # (B, C, H)
         if owners is None:
+            batch, history = ops.shape(keys)[0], ops.shape(keys)[1]
+            candidates = ops.shape(query)[1]
+            keys = ops.reshape(keys, (-1, 1, e))
 
-            def per_row(x):  # (B, C, D) -> (B, 1, C, D), broadcast over T
-                return ops.expand_dims(x, 1)
+            # The (B * T, C, .) layout, broadcast explicitly: XLA runs the
+            # implicitly broadcast (B, T, C, .) one far slower.
+            def per_row(x):  # (B, C, D) -> (B * T, C, D)
+                x = ops.expand_dims(x, 1)
+                x = ops.broadcast_to(x, (batch, history, candidates, x.shape[-1]))
+                return ops.reshape(x, (-1, candidates, x.shape[-1]))
 
         else:
 
@@ -322,9 +328,9 @@ class LocalActivationUnit(keras.layers.Layer):
         # One expression, so that each (rows, C, H) temporary is freed as
         # soon as it has been added: three at most are alive at once.
         hidden = (
-            ops.matmul(per_row(query) * keys_rows, w_p)
+            ops.matmul(per_row(query) * keys, w_p)
             + per_row(query_term)
-            + ops.matmul(keys_rows, w_k - w_d)
+            + ops.matmul(keys, w_k - w_d)
         )
         return ops.reshape(hidden, (-1, units))
 
