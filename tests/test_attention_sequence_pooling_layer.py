@@ -331,30 +331,31 @@ def test_mixed_precision_training_with_empty_histories(
 
 
 @pytest.mark.parametrize("weight_normalization", [False, True])
-def test_float16_long_history_matches_reference(rng, weight_normalization):
-    # A thousand positions pooled in float16: the sum over the history must
-    # keep float32 precision, whichever way the layer computes it.
-    query, keys = make_inputs(rng, batch=3, history=1000)
-    query = query.astype("float16").astype("float32")
-    keys = keys.astype("float16").astype("float32")
+def test_float16_long_history_sums_in_float32(rng, weight_normalization):
+    # A thousand positions pooled in float16. Zero kernels and an output bias
+    # of 1 make every score exactly 1, so the only error left is the sum's:
+    # summed in float16 it would be about 1e-2 of the output, in float32 it
+    # is the output's own rounding.
+    _, keys = make_inputs(rng, batch=3, history=1000)
+    keys = keys.astype("float16")
+    query = np.zeros((3, 1, 6), "float16")
     lengths = np.array([[1000], [617], [0]])
-    layer, scores = make_layer(
-        rng, query, keys, weight_normalization=weight_normalization
-    )
-    half = AttentionSequencePoolingLayer(
+    layer = AttentionSequencePoolingLayer(
         att_hidden_units=HIDDEN,
         weight_normalization=weight_normalization,
         dtype="float16",
     )
-    half.build([query.shape, keys.shape])
-    half.set_weights(layer.get_weights())
+    layer.build([query.shape, keys.shape])
+    weights = [np.zeros_like(to_numpy(w)) for w in layer.get_weights()]
+    weights[2 * len(HIDDEN) + 1][:] = 1.0  # the output bias
+    layer.set_weights(weights)
     valid = ref.valid_from_lengths(lengths, 1000)
-    expected = ref.pool(scores, keys, valid, weight_normalization, False)
-    actual = to_numpy(half([query.astype("float16"), keys.astype("float16"), lengths]))
+    expected = ref.pool(np.ones((3, 1000, 1)), keys, valid, weight_normalization, False)
+    actual = to_numpy(layer([query, keys, lengths]))
     assert actual.dtype == np.float16
     scale = np.abs(expected).max()
     np.testing.assert_allclose(
-        actual.astype("float32"), expected, rtol=0, atol=1e-3 * scale
+        actual.astype("float64"), expected, rtol=0, atol=2e-3 * scale
     )
     assert np.all(actual[2] == 0)
 
