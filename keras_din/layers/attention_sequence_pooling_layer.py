@@ -10,7 +10,6 @@ from keras_din.layers._checks import dims_disagree
 from keras_din.layers._checks import split_inputs
 from keras_din.layers._checks import static_shape
 from keras_din.layers._padding import to_every_position
-from keras_din.layers._padding import valid_rows
 from keras_din.layers.dice import Dice
 from keras_din.layers.local_activation_unit import LocalActivationUnit
 
@@ -205,9 +204,9 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
     def _pool_valid_rows(self, query, keys, valid, training):
         batch, history = ops.shape(keys)[0], ops.shape(keys)[1]
         dim = static_shape(keys)[-1]
-        positions, owners = valid_rows(valid)
-        keys_rows = ops.take(ops.reshape(keys, (-1, 1, dim)), positions, axis=0)
-        scores = self.local_att._row_scores(query, keys_rows, owners, training)
+        positions, owners, keys_rows, scores = self.local_att._score_valid_rows(
+            query, keys, valid, training
+        )
         if self.weight_normalization:
             scores = to_every_position(scores, positions, batch, history)
             weights = _masked_softmax(scores, ops.expand_dims(valid, -1))

@@ -242,10 +242,9 @@ class LocalActivationUnit(keras.layers.Layer):
             check_keys_mask(keys_mask, keys)
             keys_mask = ops.cast(keys_mask, "bool")
         if keys_mask is not None and self._skips_padding():
-            positions, owners = valid_rows(keys_mask)
-            keys_rows = ops.reshape(keys, (-1, 1, self._embedding_dim))
-            keys_rows = ops.take(keys_rows, positions, axis=0)
-            scores = self._row_scores(query, keys_rows, owners, training)
+            positions, _, _, scores = self._score_valid_rows(
+                query, keys, keys_mask, training
+            )
             return to_every_position(scores, positions, batch, history)
         row_mask = None
         if keys_mask is not None:
@@ -268,6 +267,19 @@ class LocalActivationUnit(keras.layers.Layer):
             and keras.backend.backend() != "jax"
             and not computing_every_position()
         )
+
+    def _score_valid_rows(self, query, keys, keys_mask, training):
+        """Gathers the valid history rows and scores them.
+
+        Returns `(positions, owners, keys_rows, scores)`: the `(N,)` indices
+        of the valid positions into `B * T`, the batch index of each, the
+        `(N, 1, E)` gathered keys and their `(N, C)` scores.
+        """
+        positions, owners = valid_rows(keys_mask)
+        keys_rows = ops.reshape(keys, (-1, 1, self._embedding_dim))
+        keys_rows = ops.take(keys_rows, positions, axis=0)
+        scores = self._row_scores(query, keys_rows, owners, training)
+        return positions, owners, keys_rows, scores
 
     def _row_scores(self, query, keys, owners, training, row_mask=None):
         """Scores of history rows against the candidates of their sequence.
