@@ -215,12 +215,27 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
             weights = ops.expand_dims(scores, -1)
         # Summed in float32: a float16 running sum over a long history
         # would lose the digits that the dense path's reductions keep.
-        pooled = ops.scatter_update(
-            ops.zeros((batch, 1, dim), "float32"),
-            ops.expand_dims(owners, -1),
-            ops.cast(weights * keys_rows, "float32"),
-            reduction="add",
-        )
+        weighted = ops.cast(weights * keys_rows, "float32")  # (N, 1, E)
+        if keras.backend.backend() == "torch":
+            # Keras' torch scatter-add is index_put_(accumulate=True), serial
+            # on the CPU. Placing the rows at their positions and summing
+            # over T is faster. scatter_update copies its input: given a
+            # broadcast zero row, that copy is the only (B * T, E) buffer.
+            every = ops.scatter_update(
+                ops.broadcast_to(
+                    ops.zeros((1, dim), "float32"), (batch * history, dim)
+                ),
+                ops.expand_dims(positions, -1),
+                ops.reshape(weighted, (-1, dim)),
+            )
+            pooled = ops.sum(ops.reshape(every, (batch, history, 1, dim)), axis=1)
+        else:
+            pooled = ops.scatter_update(
+                ops.zeros((batch, 1, dim), "float32"),
+                ops.expand_dims(owners, -1),
+                weighted,
+                reduction="add",
+            )
         return ops.cast(pooled, keys.dtype)
 
     def _unit_may_ignore_padding(self):

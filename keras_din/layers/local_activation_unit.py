@@ -13,18 +13,30 @@ from keras_din.layers.dice import Dice
 
 
 def _activation_factory(activation):
-    """Returns a function making one fresh activation layer per hidden layer."""
+    """Returns `(make_layer, function)` for the hidden layers' activation.
+
+    `make_layer(name)` makes one fresh activation layer per hidden layer.
+    `function` is the activation as a plain function when it has no state
+    (else `None`): the unit applies it directly, as the overhead of a layer
+    call is comparable to a sigmoid over a small batch.
+    """
     if isinstance(activation, keras.layers.Layer):
         config = activation.get_config()
         config.pop("name", None)
-        return lambda name: activation.__class__.from_config({**config, "name": name})
+        return (
+            lambda name: activation.__class__.from_config({**config, "name": name}),
+            None,
+        )
     if isinstance(activation, str) and activation.lower() == "dice":
-        return lambda name: Dice(name=name)
+        return (lambda name: Dice(name=name)), None
     if isinstance(activation, str) and activation.lower() == "prelu":
         # One slope per channel, starting at 0.25 as in the PReLU paper and
         # in torch.nn.PReLU (keras.layers.PReLU alone would start at 0).
-        return lambda name: keras.layers.PReLU(
-            alpha_initializer=keras.initializers.Constant(0.25), name=name
+        return (
+            lambda name: keras.layers.PReLU(
+                alpha_initializer=keras.initializers.Constant(0.25), name=name
+            ),
+            None,
         )
     if isinstance(activation, str) or callable(activation):
         try:
@@ -37,7 +49,7 @@ def _activation_factory(activation):
             # pre-activation alive too, a hidden layer's worth of memory.
             function = ops.sigmoid
         if function is not None:
-            return lambda name: keras.layers.Activation(function, name=name)
+            return (lambda name: keras.layers.Activation(function, name=name)), function
     raise ValueError(
         "`activation` must be a Keras activation name, 'dice', 'prelu', an "
         f"activation function or a keras.layers.Layer. Received: "
@@ -176,7 +188,9 @@ class LocalActivationUnit(keras.layers.Layer):
             for i in range(len(self.hidden_units))
             if use_bn
         ]
-        make_activation = _activation_factory(self.activation)
+        make_activation, self._activation_function = _activation_factory(
+            self.activation
+        )
         self.activation_layers = [
             make_activation(f"activation_{i}") for i in range(len(self.hidden_units))
         ]
@@ -366,7 +380,9 @@ class LocalActivationUnit(keras.layers.Layer):
             if self.use_bn:
                 hidden = self.batch_norms[i](hidden, training=training)
             activation = self.activation_layers[i]
-            if isinstance(activation, Dice):
+            if self._activation_function is not None:
+                hidden = self._activation_function(hidden)
+            elif isinstance(activation, Dice):
                 hidden = activation(hidden, training=training, mask=row_mask)
             else:
                 hidden = activation(hidden, training=training)
