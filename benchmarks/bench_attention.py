@@ -9,7 +9,13 @@ One worker process per backend (KERAS_BACKEND is read once per process). In a
 worker, every implementation runs the same sizes on the same inputs and
 weights, interleaved repetition by repetition, and the median is reported, so
 that load on a shared machine hits all of them alike. Speed is reported as
-ratios against keras-din measured in the same run.
+ratios against keras-din measured in the same run: the median over the
+repetitions of each repetition's ratio.
+
+On Linux, glibc serves every large tensor from a fresh mmap whose pages fault
+in on first touch; under torch eager that can take most of a step.
+`--tuned-malloc` times with a high `MALLOC_MMAP_THRESHOLD_`, which reuses
+freed blocks instead (the README's "Speed on the CPU" section).
 
 Implementations:
 - keras-din: `AttentionSequencePoolingLayer(weight_normalization=True)`,
@@ -50,6 +56,9 @@ SIZES = {
     "long": {"batch": 64, "candidates": 1, "history": 1000, "dim": 32},
     "candidates": {"batch": 64, "candidates": 100, "history": 50, "dim": 32},
 }
+# With glibc's default, every large tensor is a fresh mmap whose pages fault
+# in on first touch; above this threshold, large blocks are reused instead.
+TUNED_MMAP_THRESHOLD = "1073741824"
 QUICK_SIZES = {
     "paper": {"batch": 256, "candidates": 1, "history": 50, "dim": 32},
     "long": {"batch": 16, "candidates": 1, "history": 1000, "dim": 32},
@@ -415,6 +424,7 @@ def worker(backend, sizes, repeats, skip_eager_jax, torch_compile, memory=False)
                     "impl": impl,
                     "mode": mode,
                     "median_ms": 1e3 * statistics.median(ts),
+                    "times_ms": [1e3 * t for t in ts],
                     "gflops": nominal_gflop(size, phase) / statistics.median(ts),
                 }
                 results["rows"].append(row)
@@ -439,8 +449,11 @@ def machine_description():
     return f"{cpu}, {os.cpu_count()} logical cores, Python {platform.python_version()}"
 
 
-def print_tables(all_results):
-    print(f"\nMachine: {machine_description()}\n")
+def print_tables(all_results, tuned_malloc=False):
+    print(f"\nMachine: {machine_description()}")
+    if tuned_malloc:
+        print(f"Timed with MALLOC_MMAP_THRESHOLD_={TUNED_MMAP_THRESHOLD}.")
+    print()
     for results in all_results:
         backend = results["backend"]
         rate = results["matmul_gflops"]
@@ -454,13 +467,13 @@ def print_tables(all_results):
         )
         print("|---|---|---|---|---:|---:|---:|---:|---:|")
         ours = {
-            (r["size"], r["phase"], r["mode"]): r["median_ms"]
+            (r["size"], r["phase"], r["mode"]): r
             for r in results["rows"]
             if r["impl"] == "keras-din"
         }
         for r in results["rows"]:
             reference = ours.get((r["size"], r["phase"], r["mode"]))
-            ratio = f"{r['median_ms'] / reference:.2f}" if reference else "-"
+            ratio = f"{paired_ratio(r, reference):.2f}" if reference else "-"
             peak = f"{r['peak_mb']:.0f}" if "peak_mb" in r else ""
             print(
                 f"| {r['size']} | {r['phase']} | {r['impl']} | {r['mode']} | "
@@ -469,9 +482,24 @@ def print_tables(all_results):
             )
         print()
     print(
-        "x vs keras-din: the row's time over keras-din's in the same size, "
-        "phase and mode (above 1: keras-din is faster)."
+        "x vs keras-din: the median, over the repetitions, of the row's time "
+        "over keras-din's in the same repetition, size, phase and mode (above "
+        "1: keras-din is faster)."
     )
+
+
+def paired_ratio(row, reference):
+    """Median over repetitions of `row`'s time over `reference`'s.
+
+    Each repetition times every implementation once, one after the other, so
+    a pair from one repetition shares the machine's load of that moment:
+    their ratio drifts less with the load than a ratio of medians.
+    """
+    pairs = zip(row.get("times_ms", []), reference.get("times_ms", []), strict=True)
+    ratios = [t / ref for t, ref in pairs]
+    if not ratios:  # results written before times were kept
+        return row["median_ms"] / reference["median_ms"]
+    return statistics.median(ratios)
 
 
 def run_worker(backend, args, repeats, memory=False):
@@ -497,6 +525,8 @@ def run_worker(backend, args, repeats, memory=False):
         # blocks and a step's peak would not show). Every large allocation
         # then faults its pages in afresh, which is why timings run without.
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    elif args.tuned_malloc:
+        env["MALLOC_MMAP_THRESHOLD_"] = TUNED_MMAP_THRESHOLD
     subprocess.run(command, env=env, check=True)
     with open(path) as f:
         results = json.load(f)
@@ -513,6 +543,11 @@ def main():
     parser.add_argument("--jax-eager", action="store_true", help="also time JAX eager")
     parser.add_argument(
         "--no-torch-compile", action="store_true", help="skip torch.compile"
+    )
+    parser.add_argument(
+        "--tuned-malloc",
+        action="store_true",
+        help=f"time with MALLOC_MMAP_THRESHOLD_={TUNED_MMAP_THRESHOLD} (glibc)",
     )
     parser.add_argument("--json", help="write the raw results here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -548,7 +583,7 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(all_results, f, indent=1)
-    print_tables(all_results)
+    print_tables(all_results, args.tuned_malloc)
 
 
 if __name__ == "__main__":
