@@ -9,8 +9,8 @@ One worker process per backend (KERAS_BACKEND is read once per process). In a
 worker, every implementation runs the same sizes on the same inputs and
 weights, interleaved repetition by repetition, and the median is reported, so
 that load on a shared machine hits all of them alike. Speed is reported as
-ratios against keras-din measured in the same run: the median over the
-repetitions of each repetition's ratio.
+ratios of medians against keras-din's, measured in the same run (each
+repetition's times are kept in the `--json` output).
 
 On Linux, glibc serves every large tensor from a fresh mmap whose pages fault
 in on first touch; under torch eager that can take most of a step.
@@ -473,7 +473,9 @@ def print_tables(all_results, tuned_malloc=False):
         }
         for r in results["rows"]:
             reference = ours.get((r["size"], r["phase"], r["mode"]))
-            ratio = f"{paired_ratio(r, reference):.2f}" if reference else "-"
+            ratio = (
+                f"{r['median_ms'] / reference['median_ms']:.2f}" if reference else "-"
+            )
             peak = f"{r['peak_mb']:.0f}" if "peak_mb" in r else ""
             print(
                 f"| {r['size']} | {r['phase']} | {r['impl']} | {r['mode']} | "
@@ -482,24 +484,9 @@ def print_tables(all_results, tuned_malloc=False):
             )
         print()
     print(
-        "x vs keras-din: the median, over the repetitions, of the row's time "
-        "over keras-din's in the same repetition, size, phase and mode (above "
-        "1: keras-din is faster)."
+        "x vs keras-din: the row's median time over keras-din's in the same "
+        "size, phase and mode (above 1: keras-din is faster)."
     )
-
-
-def paired_ratio(row, reference):
-    """Median over repetitions of `row`'s time over `reference`'s.
-
-    Each repetition times every implementation once, one after the other, so
-    a pair from one repetition shares the machine's load of that moment:
-    their ratio drifts less with the load than a ratio of medians.
-    """
-    pairs = zip(row.get("times_ms", []), reference.get("times_ms", []), strict=True)
-    ratios = [t / ref for t, ref in pairs]
-    if not ratios:  # results written before times were kept
-        return row["median_ms"] / reference["median_ms"]
-    return statistics.median(ratios)
 
 
 def run_worker(backend, args, repeats, memory=False):
