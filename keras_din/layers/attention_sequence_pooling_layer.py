@@ -187,11 +187,11 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
         """Whether to pool one candidate over the valid history rows alone.
 
         The unit's scores, the weights and the weighted rows then stay on
-        the valid rows: no `(B, T, E)` tensor is kept for the backward pass,
-        and the only one made there is the gradient of the keys (torch sums
-        the rows through a transient one). Many candidates are pooled by a matmul
-        over every position instead, which is cheaper than their
-        `(N, C, E)` products.
+        the valid rows: no `(B, T, E)` tensor is kept for the backward
+        pass, and the only one made there is the gradient of the keys
+        (torch sums the rows through a transient one). Many candidates are
+        pooled by a matmul over every position instead, which is cheaper
+        than their `(N, C, E)` products.
         """
         return (
             _SCATTER_ADDS
