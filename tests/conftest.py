@@ -63,3 +63,20 @@ def fresh_keras_state():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def force_block_size(monkeypatch):
+    """`force_block_size(P)` makes the padding-skipping layers gather blocks
+    of `P` positions, whatever the history length (`None`: their own
+    choice). The tests' histories are too short for their own choice to be
+    above 1."""
+
+    def force(size):
+        if size is not None:
+            monkeypatch.setattr(
+                "keras_din.layers.local_activation_unit.block_size",
+                lambda history: size,
+            )
+
+    return force

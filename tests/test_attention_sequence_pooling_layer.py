@@ -42,12 +42,20 @@ def dense_weights(arrays):
     )
 
 
+@pytest.mark.parametrize("block", [None, 7])
 @pytest.mark.parametrize("weight_normalization, return_score", MODES)
 @pytest.mark.parametrize("candidates", [1, 3])
 @pytest.mark.parametrize("lengths_shape", [(-1, 1), (-1,)])
 def test_lengths_match_reference(
-    rng, weight_normalization, return_score, candidates, lengths_shape
+    rng,
+    force_block_size,
+    weight_normalization,
+    return_score,
+    candidates,
+    lengths_shape,
+    block,
 ):
+    force_block_size(block)  # 7: the whole history is one block
     query, keys = make_inputs(rng, candidates=candidates)
     # Empty, partial, full, above T and negative histories in one batch.
     lengths = np.array([0, 3, 7, 12, -2]).reshape(lengths_shape)
@@ -438,8 +446,12 @@ def test_bad_arguments(kwargs, message):
         AttentionSequencePoolingLayer(**kwargs)
 
 
+@pytest.mark.parametrize("block", [None, 7])
 @pytest.mark.parametrize("dice_ignores_padding", [True, False])
-def test_dice_statistics_and_padding(rng, dice_ignores_padding):
+def test_dice_statistics_and_padding(
+    rng, force_block_size, dice_ignores_padding, block
+):
+    force_block_size(block)
     query, keys = make_inputs(rng, candidates=2)
     lengths = np.array([0, 3, 7, 1, 5])
     valid = ref.valid_from_lengths(lengths, 7)
@@ -493,13 +505,17 @@ def reference_gradients(query, keys, valid, arrays, projection, weight_normaliza
 
 @pytest.mark.parametrize("weight_normalization", [False, True])
 @pytest.mark.parametrize("candidates", [1, 2])
-@pytest.mark.parametrize("skip_padding", [True, False])
+@pytest.mark.parametrize(
+    "skip_padding, block", [(False, None), (True, None), (True, 2), (True, 4)]
+)
 def test_training_step_matches_reference_gradients(
-    rng, weight_normalization, candidates, skip_padding
+    rng, force_block_size, weight_normalization, candidates, skip_padding, block
 ):
     # One SGD step with learning rate 1 moves every weight by minus its
     # gradient. Query and keys come from embedding tables, so their steps
-    # are the gradients with respect to them. Row 1 is an empty history.
+    # are the gradients with respect to them. Row 1 is an empty history;
+    # row 0 fills half of its history, one block of 2 or half a block of 4.
+    force_block_size(block)
     batch, history, dim = 3, 4, 3
     query, keys = make_inputs(rng, batch, candidates, history, dim)
     lengths = np.array([[2], [0], [4]], "int32")

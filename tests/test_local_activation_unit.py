@@ -9,6 +9,7 @@ from layer_checks import to_numpy
 
 from keras_din import Dice
 from keras_din import LocalActivationUnit
+from keras_din.layers._padding import block_size
 
 
 def make_inputs(rng, batch=4, candidates=1, history=6, dim=5):
@@ -252,8 +253,12 @@ def test_wrong_number_of_inputs(rng):
         LocalActivationUnit()(keys)
 
 
+@pytest.mark.parametrize("block", [None, 2, 3])
 @pytest.mark.parametrize("candidates", [1, 2])
-def test_keys_mask_restricts_dice_statistics(rng, candidates):
+def test_keys_mask_restricts_dice_statistics(rng, force_block_size, candidates, block):
+    # With blocks of 2 or 3 positions, the padding inside a history's last
+    # block is computed, and must stay out of the moments.
+    force_block_size(block)
     query, keys = make_inputs(rng, candidates=candidates)
     valid = ref.valid_from_lengths([0, 2, 6, 4], 6)
     unit = LocalActivationUnit(hidden_units=(8, 4), activation="dice")
@@ -279,14 +284,17 @@ def test_keys_mask_restricts_dice_statistics(rng, candidates):
     assert not np.allclose(unmasked[valid], expected[valid], atol=1e-3)
 
 
+@pytest.mark.parametrize("block", [None, 2, 3])
 @pytest.mark.parametrize("activation", ["sigmoid", "dice"])
 @pytest.mark.parametrize("candidates", [1, 3])
 @pytest.mark.parametrize("lengths", [[0, 2, 6, 4], [0, 0, 0, 0], [6, 6, 6, 6]])
 def test_keys_mask_zeroes_padding_with_or_without_skipping(
-    rng, activation, candidates, lengths
+    rng, force_block_size, activation, candidates, lengths, block
 ):
     # Skipping the padding changes the work, not the scores: the valid
-    # positions match the reference, padding scores 0, in training too.
+    # positions match the reference, padding scores 0, in training too,
+    # whether single positions or blocks of them are gathered.
+    force_block_size(block)
     query, keys = make_inputs(rng, candidates=candidates)
     valid = ref.valid_from_lengths(lengths, 6)
     units = [
@@ -317,3 +325,17 @@ def test_keys_mask_zeroes_padding_with_or_without_skipping(
     for unit in units:  # Dice's moving moments, even after an empty batch
         for weight in unit.weights:
             assert np.all(np.isfinite(to_numpy(weight))), weight.path
+
+
+@pytest.mark.parametrize("history", [None, 1, 7, 10, 20, 50, 64, 100, 1000, 1024])
+def test_block_size_divides_history_and_bounds_the_padding(history):
+    size = block_size(history)
+    if history is None:
+        assert size == 1
+        return
+    assert history % size == 0
+    # A history's last block holds (size - 1) / 2 padding positions on
+    # average: at most about 5% of T.
+    assert size == 1 or 10 * (size - 1) <= history
+    if history >= 20 and history % 2 == 0:  # long enough to gather blocks
+        assert size > 1

@@ -28,21 +28,52 @@ def computing_every_position():
     return _depth > 0
 
 
-def valid_rows(keys_mask):
-    """Indices of the valid positions of a `(B, T)` mask, flattened to `B * T`.
+# Block sizes, largest first. Each history computes (size - 1) / 2 padding
+# positions on average in its last block; a size is taken when that stays
+# within about 5% of T.
+_BLOCK_SIZES = (8, 5, 4, 2)
 
-    Returns `(positions, owners)`: the row-major indices of the true entries
-    and the batch index of each. Their length depends on the data.
+
+def block_size(history):
+    """How many consecutive positions of a history to gather as one block.
+
+    Gathering blocks instead of single positions divides the number of
+    gathered rows, whose gathers and gradients cost per row, at the price
+    of the padding inside the last block of each history. `history` is the
+    static T, or `None` when unknown (then 1).
     """
-    positions = ops.where(ops.reshape(keys_mask, (-1,)))[0]
-    history = ops.cast(ops.shape(keys_mask)[1], positions.dtype)
-    return positions, positions // history
+    if history is None:
+        return 1
+    for size in _BLOCK_SIZES:
+        if history % size == 0 and 10 * (size - 1) <= history:
+            return size
+    return 1
+
+
+def valid_blocks(keys_mask, block):
+    """The blocks of a `(B, T)` mask that hold at least one valid position.
+
+    The mask is cut into `B * T / block` blocks of `block` consecutive
+    positions (`T` must be a multiple of `block`). Returns `(positions,
+    owners, rows_valid)`: the row-major indices of the kept blocks, the
+    batch index of each and, for `block > 1`, the `(N, block)` mask of their
+    valid positions (else `None`). Their length depends on the data.
+    """
+    if block == 1:
+        positions = ops.where(ops.reshape(keys_mask, (-1,)))[0]
+        rows_valid = None
+    else:
+        blocks = ops.reshape(keys_mask, (-1, block))
+        positions = ops.where(ops.any(blocks, axis=-1))[0]
+        rows_valid = ops.take(blocks, positions, axis=0)
+    per_history = ops.cast(ops.shape(keys_mask)[1] // block, positions.dtype)
+    return positions, positions // per_history, rows_valid
 
 
 def to_every_position(rows, positions, batch, history):
-    """Puts `(N, C)` rows of the valid `positions` into a `(B, T, C)` tensor.
+    """Puts `(N, C)` rows of `positions` into a `(B, T, C)` tensor.
 
-    Padding positions get 0. (`scatter_update`, because keras' torch
+    The other positions get 0. (`scatter_update`, because keras' torch
     `scatter` loops over the rows in Python.)
     """
     candidates = ops.shape(rows)[1]

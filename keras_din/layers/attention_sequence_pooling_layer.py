@@ -205,31 +205,38 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
     def _pool_valid_rows(self, query, keys, valid, training):
         batch, history = ops.shape(keys)[0], ops.shape(keys)[1]
         dim = static_shape(keys)[-1]
-        positions, owners, keys_rows, scores = self.local_att._score_valid_rows(
+        unit = self.local_att
+        positions, owners, keys_rows, rows_valid, scores = unit._score_valid_rows(
             query, keys, valid, training
         )
+        block = static_shape(keys_rows)[1]
+        blocks = history // block
+        scores = ops.reshape(scores, (-1, block))
         if self.weight_normalization:
-            scores = to_every_position(scores, positions, batch, history)
+            scores = to_every_position(scores, positions, batch, blocks)
+            scores = ops.reshape(scores, (batch, history, 1))
             weights = _masked_softmax(scores, ops.expand_dims(valid, -1))
-            weights = ops.take(ops.reshape(weights, (-1, 1, 1)), positions, axis=0)
+            weights = ops.take(ops.reshape(weights, (-1, block)), positions, axis=0)
+        elif rows_valid is not None:
+            weights = ops.where(rows_valid, scores, ops.zeros_like(scores))
         else:
-            weights = ops.expand_dims(scores, -1)
+            weights = scores
         # Summed in float32: a float16 running sum over a long history
         # would lose the digits that the dense path's reductions keep.
-        weighted = ops.cast(weights * keys_rows, "float32")  # (N, 1, E)
+        weighted = ops.reshape(weights, (-1, block, 1, 1)) * keys_rows
+        weighted = ops.sum(ops.cast(weighted, "float32"), axis=1)  # (N, 1, E)
         if keras.backend.backend() == "torch":
             # Keras' torch scatter-add is index_put_(accumulate=True), serial
-            # on the CPU. Placing the rows at their positions and summing
-            # over T is faster. scatter_update copies its input: given a
-            # broadcast zero row, that copy is the only (B * T, E) buffer.
+            # on the CPU. Placing the blocks' sums at their positions and
+            # summing over the blocks is faster. scatter_update copies its
+            # input: given a broadcast zero row, that copy is the only
+            # (B * T / P, E) buffer.
             every = ops.scatter_update(
-                ops.broadcast_to(
-                    ops.zeros((1, dim), "float32"), (batch * history, dim)
-                ),
+                ops.broadcast_to(ops.zeros((1, dim), "float32"), (batch * blocks, dim)),
                 ops.expand_dims(positions, -1),
                 ops.reshape(weighted, (-1, dim)),
             )
-            pooled = ops.sum(ops.reshape(every, (batch, history, 1, dim)), axis=1)
+            pooled = ops.sum(ops.reshape(every, (batch, blocks, 1, dim)), axis=1)
         else:
             pooled = ops.scatter_update(
                 ops.zeros((batch, 1, dim), "float32"),

@@ -6,9 +6,10 @@ from keras_din.layers._checks import check_positive_units
 from keras_din.layers._checks import check_query_and_keys
 from keras_din.layers._checks import split_inputs
 from keras_din.layers._checks import static_shape
+from keras_din.layers._padding import block_size
 from keras_din.layers._padding import computing_every_position
 from keras_din.layers._padding import to_every_position
-from keras_din.layers._padding import valid_rows
+from keras_din.layers._padding import valid_blocks
 from keras_din.layers.dice import Dice
 
 
@@ -106,8 +107,10 @@ class LocalActivationUnit(keras.layers.Layer):
         seed: int or `None`. Seed of the kernel initialisers and of dropout.
             Defaults to `None`.
         skip_padding: bool. Whether, given a `keys_mask`, to run the MLP on
-            the valid positions only. The results are the same; the work
-            shrinks with the share of padding. This needs tensors of
+            the valid positions only (gathered in blocks of a few consecutive
+            positions, so that a history's last block may hold some
+            padding). The results are the same; the work shrinks with the
+            share of padding. This needs tensors of
             data-dependent size, so it is not done under JAX (whose `jit`
             needs static shapes), with `use_bn` (whose statistics include
             the padding), or inside `keras_din.export.export_model`.
@@ -123,7 +126,7 @@ class LocalActivationUnit(keras.layers.Layer):
             without a warning.
         keys_mask: Optional boolean tensor of shape `(B, T)`, true at valid
             history positions. If given, padding positions score 0 (with
-            `skip_padding` they are not computed at all) and Dice activations
+            `skip_padding` most are not computed at all) and Dice activations
             take their training statistics over the valid positions only.
         training: Python boolean. Whether dropout, batch normalisation and
             Dice run in training mode.
@@ -256,10 +259,18 @@ class LocalActivationUnit(keras.layers.Layer):
             check_keys_mask(keys_mask, keys)
             keys_mask = ops.cast(keys_mask, "bool")
         if keys_mask is not None and self._skips_padding():
-            positions, _, _, scores = self._score_valid_rows(
+            positions, _, keys_rows, _, scores = self._score_valid_rows(
                 query, keys, keys_mask, training
             )
-            return to_every_position(scores, positions, batch, history)
+            block = static_shape(keys_rows)[1]
+            scores = ops.reshape(scores, (-1, block * candidates))
+            scores = to_every_position(scores, positions, batch, history // block)
+            scores = ops.reshape(scores, (batch, history, candidates))
+            if block > 1:  # the padding inside the gathered blocks
+                scores = ops.where(
+                    ops.expand_dims(keys_mask, -1), scores, ops.zeros_like(scores)
+                )
+            return scores
         row_mask = None
         if keys_mask is not None:
             row_mask = ops.expand_dims(keys_mask, -1)
@@ -283,33 +294,44 @@ class LocalActivationUnit(keras.layers.Layer):
         )
 
     def _score_valid_rows(self, query, keys, keys_mask, training):
-        """Gathers the valid history rows and scores them.
+        """Gathers the blocks of history rows that hold valid ones; scores them.
 
-        Returns `(positions, owners, keys_rows, scores)`: the `(N,)` indices
-        of the valid positions into `B * T`, the batch index of each, the
-        `(N, 1, E)` gathered keys and their `(N, C)` scores.
+        Returns `(positions, owners, keys_rows, rows_valid, scores)`: the
+        `(N,)` indices of the gathered blocks among the `B * T / P`, the
+        batch index of each, the `(N, P, 1, E)` gathered keys, their `(N,
+        P)` validity (`None` for `P = 1`) and their `(N * P, C)` scores,
+        `P` being the block size. The padding inside a block is scored too,
+        and left out of Dice statistics.
         """
-        positions, owners = valid_rows(keys_mask)
-        keys_rows = ops.reshape(keys, (-1, 1, self._embedding_dim))
+        block = block_size(static_shape(keys)[1])
+        positions, owners, rows_valid = valid_blocks(keys_mask, block)
+        keys_rows = ops.reshape(keys, (-1, block, 1, self._embedding_dim))
         keys_rows = ops.take(keys_rows, positions, axis=0)
-        scores = self._row_scores(query, keys_rows, owners, training)
-        return positions, owners, keys_rows, scores
+        row_mask = None
+        if rows_valid is not None:
+            row_mask = ops.expand_dims(rows_valid, -1)
+            row_mask = ops.broadcast_to(
+                row_mask, (ops.shape(rows_valid)[0], block, ops.shape(query)[1])
+            )
+            row_mask = ops.reshape(row_mask, (-1,))
+        scores = self._row_scores(query, keys_rows, owners, training, row_mask)
+        return positions, owners, keys_rows, rows_valid, scores
 
     def _row_scores(self, query, keys, owners, training, row_mask=None):
         """Scores of history rows against the candidates of their sequence.
 
         Args:
             query: `(B, C, E)` candidates.
-            keys: The `(B, T, E)` history, every position a row, or `(N, 1,
-                E)` rows selected from it.
+            keys: The `(B, T, E)` history, every position a row, or `(N, P,
+                1, E)` blocks of `P` rows selected from it.
             owners: `None` for every position, else the `(N,)` sequence
-                (batch index) of each selected row.
+                (batch index) of each selected block.
             training: Python boolean, passed to the hidden layers.
             row_mask: Optional `(R * C,)` boolean mask of valid rows for the
                 Dice statistics.
 
         Returns:
-            `(R, C)` scores, `R` being `B * T` or `N`.
+            `(R, C)` scores, `R` being `B * T` or `N * P`.
         """
         # No name holds the first layer's output while the stack runs, so
         # that it is freed as soon as the next layer has been computed.
@@ -322,7 +344,7 @@ class LocalActivationUnit(keras.layers.Layer):
         """`[q, k, q - k, q * k] @ W_1 + b_1`, one row per (row, candidate).
 
         Returns an `(R * C, H_1)` matrix ordered by row (`R = B * T` or
-        `N`), then candidate.
+        `N * P`), then candidate.
         """
         e = self._embedding_dim
         units = self.hidden_units[0]
@@ -360,8 +382,8 @@ class LocalActivationUnit(keras.layers.Layer):
 
         else:
 
-            def per_row(x):  # (B, C, D) -> (N, C, D)
-                return ops.take(x, owners, axis=0)
+            def per_row(x):  # (B, C, D) -> (N, 1, C, D), against (N, P, 1, E)
+                return ops.expand_dims(ops.take(x, owners, axis=0), 1)
 
         # One expression, so that each (rows, C, H) temporary is freed as
         # soon as it has been added: three at most are alive at once.
