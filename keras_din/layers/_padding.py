@@ -70,16 +70,18 @@ def valid_blocks(keys_mask, block):
     return positions, positions // per_history, rows_valid
 
 
-def to_every_position(rows, positions, batch, history):
-    """Puts `(N, C)` rows of `positions` into a `(B, T, C)` tensor.
+def to_every_position(rows, positions, batch, history, block=1):
+    """Puts the rows of gathered blocks back into a `(B, T, C)` tensor.
 
-    The other positions get 0. (`scatter_update`, because keras' torch
-    `scatter` loops over the rows in Python.)
+    `rows` holds `(N * block, C)` rows, `block` per entry of `positions`
+    (indices among the `B * T / block` blocks). The other positions get 0.
+    (`scatter_update`, because keras' torch `scatter` loops over the rows in
+    Python.)
     """
-    candidates = ops.shape(rows)[1]
+    width = block * ops.shape(rows)[1]
     every = ops.scatter_update(
-        ops.zeros((batch * history, candidates), rows.dtype),
+        ops.zeros((batch * (history // block), width), rows.dtype),
         ops.expand_dims(positions, -1),
-        rows,
+        ops.reshape(rows, (-1, width)),
     )
-    return ops.reshape(every, (batch, history, candidates))
+    return ops.reshape(every, (batch, history, ops.shape(rows)[1]))

@@ -10,7 +10,6 @@ from keras_din.layers._checks import dims_disagree
 from keras_din.layers._checks import split_inputs
 from keras_din.layers._checks import static_shape
 from keras_din.layers._padding import to_every_position
-from keras_din.layers.dice import Dice
 from keras_din.layers.local_activation_unit import LocalActivationUnit
 
 # Keras 3.14 added `reduction` to `scatter_update`; with it, one candidate is
@@ -211,13 +210,12 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
         )
         block = static_shape(keys_rows)[1]
         blocks = history // block
-        scores = ops.reshape(scores, (-1, block))
         if self.weight_normalization:
-            scores = to_every_position(scores, positions, batch, blocks)
-            scores = ops.reshape(scores, (batch, history, 1))
+            scores = to_every_position(scores, positions, batch, history, block)
             weights = _masked_softmax(scores, ops.expand_dims(valid, -1))
             weights = ops.take(ops.reshape(weights, (-1, block)), positions, axis=0)
         elif rows_valid is not None:
+            scores = ops.reshape(scores, (-1, block))
             weights = ops.where(rows_valid, scores, ops.zeros_like(scores))
         else:
             weights = scores
@@ -249,8 +247,7 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
     def _unit_may_ignore_padding(self):
         # Only Dice statistics with `dice_ignores_padding=False` need the
         # unit to run on the padding too.
-        uses_dice = any(isinstance(x, Dice) for x in self.local_att.activation_layers)
-        return self.dice_ignores_padding or not uses_dice
+        return self.dice_ignores_padding or not self.local_att._uses_dice()
 
     def _valid_positions(self, inputs, keras_mask, explicit_mask):
         """The `(B, T)` boolean mask of valid positions, or `None`."""

@@ -263,9 +263,7 @@ class LocalActivationUnit(keras.layers.Layer):
                 query, keys, keys_mask, training
             )
             block = static_shape(keys_rows)[1]
-            scores = ops.reshape(scores, (-1, block * candidates))
-            scores = to_every_position(scores, positions, batch, history // block)
-            scores = ops.reshape(scores, (batch, history, candidates))
+            scores = to_every_position(scores, positions, batch, history, block)
             if block > 1:  # the padding inside the gathered blocks
                 scores = ops.where(
                     ops.expand_dims(keys_mask, -1), scores, ops.zeros_like(scores)
@@ -293,6 +291,9 @@ class LocalActivationUnit(keras.layers.Layer):
             and not computing_every_position()
         )
 
+    def _uses_dice(self):
+        return any(isinstance(x, Dice) for x in self.activation_layers)
+
     def _score_valid_rows(self, query, keys, keys_mask, training):
         """Gathers the blocks of history rows that hold valid ones; scores them.
 
@@ -308,7 +309,7 @@ class LocalActivationUnit(keras.layers.Layer):
         keys_rows = ops.reshape(keys, (-1, block, 1, self._embedding_dim))
         keys_rows = ops.take(keys_rows, positions, axis=0)
         row_mask = None
-        if rows_valid is not None:
+        if rows_valid is not None and self._uses_dice():  # for Dice alone
             row_mask = ops.expand_dims(rows_valid, -1)
             row_mask = ops.broadcast_to(
                 row_mask, (ops.shape(rows_valid)[0], block, ops.shape(query)[1])
