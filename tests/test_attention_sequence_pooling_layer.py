@@ -506,10 +506,26 @@ def reference_gradients(query, keys, valid, arrays, projection, weight_normaliza
 @pytest.mark.parametrize("weight_normalization", [False, True])
 @pytest.mark.parametrize("candidates", [1, 2])
 @pytest.mark.parametrize(
-    "skip_padding, block", [(False, None), (True, None), (True, 2), (True, 4)]
+    "skip_padding, block, jit_compile",
+    [
+        (False, None, "auto"),
+        (True, None, "auto"),
+        (True, 2, "auto"),
+        (True, 4, "auto"),
+    ]
+    # XLA, which "auto" leaves off on a CPU, on TensorFlow alone: JAX always
+    # compiles, and jit_compile=True is torch.compile on torch, minutes on a
+    # CPU.
+    + ([(True, 2, True)] if keras.backend.backend() == "tensorflow" else []),
 )
 def test_training_step_matches_reference_gradients(
-    rng, force_block_size, weight_normalization, candidates, skip_padding, block
+    rng,
+    force_block_size,
+    weight_normalization,
+    candidates,
+    skip_padding,
+    block,
+    jit_compile,
 ):
     # One SGD step with learning rate 1 moves every weight by minus its
     # gradient. Query and keys come from embedding tables, so their steps
@@ -541,6 +557,7 @@ def test_training_step_matches_reference_gradients(
     model.compile(
         optimizer=keras.optimizers.SGD(learning_rate=1.0),
         loss=lambda target, output: keras.ops.sum(target * output),
+        jit_compile=jit_compile,
     )
     ids = [
         np.arange(batch * candidates).reshape(batch, candidates),

@@ -8,6 +8,7 @@ them inside `every_position()`.
 
 import contextlib
 
+import keras
 from keras import ops
 
 _depth = 0
@@ -55,19 +56,48 @@ def valid_blocks(keys_mask, block):
 
     The mask is cut into `B * T / block` blocks of `block` consecutive
     positions (`T` must be a multiple of `block`). Returns `(positions,
-    owners, rows_valid)`: the row-major indices of the kept blocks, the
-    batch index of each and, for `block > 1`, the `(N, block)` mask of their
-    valid positions (else `None`). Their length depends on the data.
+    owners, rows_valid, kept)`: the row-major indices of the kept blocks,
+    the batch index of each, for `block > 1` the `(N, block)` mask of their
+    valid positions (else `None`), and the `(B * T / block,)` mask of the
+    kept blocks. The first three have a length that depends on the data.
     """
     if block == 1:
-        positions = ops.where(ops.reshape(keys_mask, (-1,)))[0]
+        kept = ops.reshape(keys_mask, (-1,))
+        positions = ops.where(kept)[0]
         rows_valid = None
     else:
         blocks = ops.reshape(keys_mask, (-1, block))
-        positions = ops.where(ops.any(blocks, axis=-1))[0]
+        kept = ops.any(blocks, axis=-1)
+        positions = ops.where(kept)[0]
         rows_valid = ops.take(blocks, positions, axis=0)
     per_history = ops.cast(ops.shape(keys_mask)[1] // block, positions.dtype)
-    return positions, positions // per_history, rows_valid
+    return positions, positions // per_history, rows_valid, kept
+
+
+def take_blocks(blocks, positions, kept):
+    """`ops.take(blocks, positions, axis=0)`, `positions` being where `kept`.
+
+    On TensorFlow the gradient is computed by a gather too: TensorFlow's own
+    gradient of a gather is an `UnsortedSegmentSum`, which on the CPU costs
+    about twice a gather of the whole of `blocks`. As the positions are
+    distinct, the gradient of a kept block is the row of the upstream
+    gradient at its rank among the kept blocks; that of any other is zero.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return ops.take(blocks, positions, axis=0)
+    rank = ops.cumsum(ops.cast(kept, "int32")) - 1
+    # The others point past the upstream rows, at an appended zero row.
+    rank = ops.where(kept, rank, ops.cast(ops.shape(positions)[0], "int32"))
+
+    @ops.custom_gradient
+    def take(values):
+        def gradient(upstream):
+            zero = ops.zeros_like(upstream[:1])
+            return ops.take(ops.concatenate([upstream, zero], axis=0), rank, axis=0)
+
+        return ops.take(values, positions, axis=0), gradient
+
+    return take(blocks)
 
 
 def to_every_position(rows, positions, batch, history, block=1):

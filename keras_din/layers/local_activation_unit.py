@@ -8,6 +8,7 @@ from keras_din.layers._checks import split_inputs
 from keras_din.layers._checks import static_shape
 from keras_din.layers._padding import block_size
 from keras_din.layers._padding import computing_every_position
+from keras_din.layers._padding import take_blocks
 from keras_din.layers._padding import to_every_position
 from keras_din.layers._padding import valid_blocks
 from keras_din.layers.dice import Dice
@@ -305,9 +306,9 @@ class LocalActivationUnit(keras.layers.Layer):
         and left out of Dice statistics.
         """
         block = block_size(static_shape(keys)[1])
-        positions, owners, rows_valid = valid_blocks(keys_mask, block)
+        positions, owners, rows_valid, kept = valid_blocks(keys_mask, block)
         keys_rows = ops.reshape(keys, (-1, block, 1, self._embedding_dim))
-        keys_rows = ops.take(keys_rows, positions, axis=0)
+        keys_rows = take_blocks(keys_rows, positions, kept)
         row_mask = None
         if rows_valid is not None and self._uses_dice():  # for Dice alone
             row_mask = ops.expand_dims(rows_valid, -1)
