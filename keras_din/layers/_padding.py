@@ -7,6 +7,8 @@ them inside `every_position()`.
 """
 
 import contextlib
+from typing import Any
+from typing import NamedTuple
 
 import keras
 from keras import ops
@@ -51,67 +53,81 @@ def block_size(history):
     return 1
 
 
-def valid_blocks(keys_mask, block):
+class Blocks(NamedTuple):
+    """The kept blocks of a `(B, T)` mask; see `valid_blocks`."""
+
+    size: int
+    positions: Any
+    owners: Any
+    valid: Any
+    rank: Any
+
+
+def valid_blocks(keys_mask, size):
     """The blocks of a `(B, T)` mask that hold at least one valid position.
 
-    The mask is cut into `B * T / block` blocks of `block` consecutive
-    positions (`T` must be a multiple of `block`). Returns `(positions,
-    owners, rows_valid, kept)`: the row-major indices of the kept blocks,
-    the batch index of each, for `block > 1` the `(N, block)` mask of their
-    valid positions (else `None`), and the `(B * T / block,)` mask of the
-    kept blocks. The first three have a length that depends on the data.
+    The mask is cut into `B * T / size` blocks of `size` consecutive
+    positions (`T` must be a multiple of `size`). Returns `Blocks` with:
+    `positions`, the row-major indices of the `N` kept blocks; `owners`, the
+    batch index of each; `valid`, for `size > 1`, the `(N, size)` mask of
+    their valid positions (else `None`); and, on TensorFlow alone, `rank`,
+    the `(B * T / size,)` index of each block among the kept ones, `N` for
+    the others (else `None`; see `take_blocks`). The lengths of the first
+    three depend on the data.
     """
-    if block == 1:
+    if size == 1:
         kept = ops.reshape(keys_mask, (-1,))
         positions = ops.where(kept)[0]
-        rows_valid = None
+        valid = None
     else:
-        blocks = ops.reshape(keys_mask, (-1, block))
+        blocks = ops.reshape(keys_mask, (-1, size))
         kept = ops.any(blocks, axis=-1)
         positions = ops.where(kept)[0]
-        rows_valid = ops.take(blocks, positions, axis=0)
-    per_history = ops.cast(ops.shape(keys_mask)[1] // block, positions.dtype)
-    return positions, positions // per_history, rows_valid, kept
+        valid = ops.take(blocks, positions, axis=0)
+    per_history = ops.cast(ops.shape(keys_mask)[1] // size, positions.dtype)
+    rank = None
+    if keras.backend.backend() == "tensorflow":
+        rank = ops.cumsum(ops.cast(kept, "int32")) - 1
+        rank = ops.where(kept, rank, ops.cast(ops.shape(positions)[0], "int32"))
+    return Blocks(size, positions, positions // per_history, valid, rank)
 
 
-def take_blocks(blocks, positions, kept):
-    """`ops.take(blocks, positions, axis=0)`, `positions` being where `kept`.
+def take_blocks(values, blocks):
+    """`ops.take(values, blocks.positions, axis=0)`: the kept blocks' rows.
 
     On TensorFlow the gradient is computed by a gather too: TensorFlow's own
     gradient of a gather is an `UnsortedSegmentSum`, which on the CPU costs
-    about twice a gather of the whole of `blocks`. As the positions are
+    about twice a gather of the whole of `values`. As the positions are
     distinct, the gradient of a kept block is the row of the upstream
     gradient at its rank among the kept blocks; that of any other is zero.
     """
-    if keras.backend.backend() != "tensorflow":
-        return ops.take(blocks, positions, axis=0)
-    rank = ops.cumsum(ops.cast(kept, "int32")) - 1
-    # The others point past the upstream rows, at an appended zero row.
-    rank = ops.where(kept, rank, ops.cast(ops.shape(positions)[0], "int32"))
+    if blocks.rank is None:
+        return ops.take(values, blocks.positions, axis=0)
 
     @ops.custom_gradient
     def take(values):
         def gradient(upstream):
+            # The blocks that were not kept have rank N: this zero row.
             zero = ops.zeros_like(upstream[:1])
-            return ops.take(ops.concatenate([upstream, zero], axis=0), rank, axis=0)
+            padded = ops.concatenate([upstream, zero], axis=0)
+            return ops.take(padded, blocks.rank, axis=0)
 
-        return ops.take(values, positions, axis=0), gradient
+        return ops.take(values, blocks.positions, axis=0), gradient
 
-    return take(blocks)
+    return take(values)
 
 
-def to_every_position(rows, positions, batch, history, block=1):
+def to_every_position(rows, blocks, batch, history):
     """Puts the rows of gathered blocks back into a `(B, T, C)` tensor.
 
-    `rows` holds `(N * block, C)` rows, `block` per entry of `positions`
-    (indices among the `B * T / block` blocks). The other positions get 0.
-    (`scatter_update`, because keras' torch `scatter` loops over the rows in
-    Python.)
+    `rows` holds `(N * P, C)` rows, `P` (`blocks.size`) per kept block. The
+    other positions get 0. (`scatter_update`, because keras' torch `scatter`
+    loops over the rows in Python.)
     """
-    width = block * ops.shape(rows)[1]
+    width = blocks.size * ops.shape(rows)[1]
     every = ops.scatter_update(
-        ops.zeros((batch * (history // block), width), rows.dtype),
-        ops.expand_dims(positions, -1),
+        ops.zeros((batch * (history // blocks.size), width), rows.dtype),
+        ops.expand_dims(blocks.positions, -1),
         ops.reshape(rows, (-1, width)),
     )
     return ops.reshape(every, (batch, history, ops.shape(rows)[1]))

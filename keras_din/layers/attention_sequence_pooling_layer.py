@@ -9,6 +9,7 @@ from keras_din.layers._checks import check_query_and_keys
 from keras_din.layers._checks import dims_disagree
 from keras_din.layers._checks import split_inputs
 from keras_din.layers._checks import static_shape
+from keras_din.layers._padding import take_blocks
 from keras_din.layers._padding import to_every_position
 from keras_din.layers.local_activation_unit import LocalActivationUnit
 
@@ -204,24 +205,23 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
     def _pool_valid_rows(self, query, keys, valid, training):
         batch, history = ops.shape(keys)[0], ops.shape(keys)[1]
         dim = static_shape(keys)[-1]
-        unit = self.local_att
-        positions, owners, keys_rows, rows_valid, scores = unit._score_valid_rows(
+        blocks, keys_rows, scores = self.local_att._score_valid_rows(
             query, keys, valid, training
         )
-        block = static_shape(keys_rows)[1]
-        blocks = history // block
+        size = blocks.size
+        per_history = history // size
         if self.weight_normalization:
-            scores = to_every_position(scores, positions, batch, history, block)
+            scores = to_every_position(scores, blocks, batch, history)
             weights = _masked_softmax(scores, ops.expand_dims(valid, -1))
-            weights = ops.take(ops.reshape(weights, (-1, block)), positions, axis=0)
-        elif rows_valid is not None:
-            scores = ops.reshape(scores, (-1, block))
-            weights = ops.where(rows_valid, scores, ops.zeros_like(scores))
+            weights = take_blocks(ops.reshape(weights, (-1, size)), blocks)
+        elif blocks.valid is not None:
+            scores = ops.reshape(scores, (-1, size))
+            weights = ops.where(blocks.valid, scores, ops.zeros_like(scores))
         else:
             weights = scores
         # Summed in float32: a float16 running sum over a long history
         # would lose the digits that the dense path's reductions keep.
-        weighted = ops.reshape(weights, (-1, block, 1, 1)) * keys_rows
+        weighted = ops.reshape(weights, (-1, size, 1, 1)) * keys_rows
         weighted = ops.sum(ops.cast(weighted, "float32"), axis=1)  # (N, 1, E)
         if keras.backend.backend() == "torch":
             # Keras' torch scatter-add is index_put_(accumulate=True), serial
@@ -230,15 +230,17 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
             # input: given a broadcast zero row, that copy is the only
             # (B * T / P, E) buffer.
             every = ops.scatter_update(
-                ops.broadcast_to(ops.zeros((1, dim), "float32"), (batch * blocks, dim)),
-                ops.expand_dims(positions, -1),
+                ops.broadcast_to(
+                    ops.zeros((1, dim), "float32"), (batch * per_history, dim)
+                ),
+                ops.expand_dims(blocks.positions, -1),
                 ops.reshape(weighted, (-1, dim)),
             )
-            pooled = ops.sum(ops.reshape(every, (batch, blocks, 1, dim)), axis=1)
+            pooled = ops.sum(ops.reshape(every, (batch, per_history, 1, dim)), axis=1)
         else:
             pooled = ops.scatter_update(
                 ops.zeros((batch, 1, dim), "float32"),
-                ops.expand_dims(owners, -1),
+                ops.expand_dims(blocks.owners, -1),
                 weighted,
                 reduction="add",
             )

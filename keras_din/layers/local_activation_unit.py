@@ -260,12 +260,9 @@ class LocalActivationUnit(keras.layers.Layer):
             check_keys_mask(keys_mask, keys)
             keys_mask = ops.cast(keys_mask, "bool")
         if keys_mask is not None and self._skips_padding():
-            positions, _, keys_rows, _, scores = self._score_valid_rows(
-                query, keys, keys_mask, training
-            )
-            block = static_shape(keys_rows)[1]
-            scores = to_every_position(scores, positions, batch, history, block)
-            if block > 1:  # the padding inside the gathered blocks
+            blocks, _, scores = self._score_valid_rows(query, keys, keys_mask, training)
+            scores = to_every_position(scores, blocks, batch, history)
+            if blocks.size > 1:  # the padding inside the gathered blocks
                 scores = ops.where(
                     ops.expand_dims(keys_mask, -1), scores, ops.zeros_like(scores)
                 )
@@ -298,26 +295,24 @@ class LocalActivationUnit(keras.layers.Layer):
     def _score_valid_rows(self, query, keys, keys_mask, training):
         """Gathers the blocks of history rows that hold valid ones; scores them.
 
-        Returns `(positions, owners, keys_rows, rows_valid, scores)`: the
-        `(N,)` indices of the gathered blocks among the `B * T / P`, the
-        batch index of each, the `(N, P, 1, E)` gathered keys, their `(N,
-        P)` validity (`None` for `P = 1`) and their `(N * P, C)` scores,
-        `P` being the block size. The padding inside a block is scored too,
-        and left out of Dice statistics.
+        Returns `(blocks, keys_rows, scores)`: the kept blocks (see
+        `valid_blocks`), their `(N, P, 1, E)` keys and their `(N * P, C)`
+        scores, `P` being the block size. The padding inside a block is
+        scored too, and left out of Dice statistics.
         """
-        block = block_size(static_shape(keys)[1])
-        positions, owners, rows_valid, kept = valid_blocks(keys_mask, block)
-        keys_rows = ops.reshape(keys, (-1, block, 1, self._embedding_dim))
-        keys_rows = take_blocks(keys_rows, positions, kept)
+        size = block_size(static_shape(keys)[1])
+        blocks = valid_blocks(keys_mask, size)
+        keys_rows = ops.reshape(keys, (-1, size, 1, self._embedding_dim))
+        keys_rows = take_blocks(keys_rows, blocks)
         row_mask = None
-        if rows_valid is not None and self._uses_dice():  # for Dice alone
-            row_mask = ops.expand_dims(rows_valid, -1)
+        if blocks.valid is not None and self._uses_dice():  # for Dice alone
+            row_mask = ops.expand_dims(blocks.valid, -1)
             row_mask = ops.broadcast_to(
-                row_mask, (ops.shape(rows_valid)[0], block, ops.shape(query)[1])
+                row_mask, (ops.shape(blocks.valid)[0], size, ops.shape(query)[1])
             )
             row_mask = ops.reshape(row_mask, (-1,))
-        scores = self._row_scores(query, keys_rows, owners, training, row_mask)
-        return positions, owners, keys_rows, rows_valid, scores
+        scores = self._row_scores(query, keys_rows, blocks.owners, training, row_mask)
+        return blocks, keys_rows, scores
 
     def _row_scores(self, query, keys, owners, training, row_mask=None):
         """Scores of history rows against the candidates of their sequence.
