@@ -39,6 +39,15 @@ every implementation (`2 N (4E H1 + H1 H2 + H2)` forward, 3x for training,
 `N = B C T`), against the machine's float32 matmul rate measured in the same
 worker. Peak memory is the rise of the process's peak resident set during one
 training step, after warm-up (Linux only).
+
+On a GPU host each backend computes on its first GPU where it sees one
+(torch: CUDA; JAX and TensorFlow: their default device): the inputs and
+weights live there, every timed call waits for the device to finish, the
+matmul rate is measured on a larger matmul, and peak memory is the rise of
+the device allocator's peak (torch and TensorFlow; JAX has no way to reset
+its peak, so it is left out). `--require-gpu` stops a worker whose backend
+sees no GPU, so that a GPU table never comes from the CPU; `tox -e bench-gpu`
+installs the CUDA builds and passes it.
 """
 
 import argparse
@@ -114,12 +123,45 @@ def concat_forward(weights, query, keys, lengths):
     return ops.matmul(ops.softmax(scores, axis=-1), keys)
 
 
+def accelerator(backend):
+    """The name of the GPU that `backend` computes on, or `None` (the CPU)."""
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return device.device_kind if device.platform == "gpu" else None
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+
+
 class Runner:
     """Builds, per backend, the callables for each implementation and mode."""
 
     def __init__(self, backend, torch_compile=True):
         self.backend = backend
         self.torch_compile = torch_compile
+        # Keras' torch backend puts its variables on CUDA when it is there.
+        self.torch_device = None
+        if backend == "torch":
+            import torch
+
+            self.torch_device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    def _lengths(self, lengths):
+        """The lengths as the forward functions take them, made once."""
+        if self.backend == "torch":
+            import torch
+
+            return torch.tensor(lengths, device=self.torch_device)
+        return lengths
 
     # Each `make_*` returns {mode: (train_fn, infer_fn)}; both block until done.
 
@@ -133,6 +175,7 @@ class Runner:
         )
         layer([query, keys, lengths])
         layer.set_weights(weights)
+        lengths = self._lengths(lengths)
 
         def forward(variables, q, k):
             if self.backend == "jax":
@@ -146,6 +189,7 @@ class Runner:
         import keras
 
         variables = [keras.Variable(w) for w in weights]
+        lengths = self._lengths(lengths)
 
         def forward(variables, q, k):
             return concat_forward(variables, q, k, lengths)
@@ -163,8 +207,8 @@ class Runner:
         import torch
 
         params = [v.value for v in variables]
-        q = torch.tensor(query, requires_grad=True)
-        k = torch.tensor(keys, requires_grad=True)
+        q = torch.tensor(query, device=self.torch_device, requires_grad=True)
+        k = torch.tensor(keys, device=self.torch_device, requires_grad=True)
 
         def train_step(q, k):
             loss = forward(variables, q, k).sum()
@@ -180,7 +224,18 @@ class Runner:
         """Eager and, where it works, `torch.compile` versions of both."""
         import torch
 
-        modes = {"eager": (lambda: train_step(q, k), lambda: infer(q, k))}
+        def waiting(fn):  # CUDA kernels run asynchronously
+            if self.torch_device != "cuda":
+                return lambda: fn(q, k)
+
+            def call():
+                result = fn(q, k)
+                torch.cuda.synchronize()
+                return result
+
+            return call
+
+        modes = {"eager": (waiting(train_step), waiting(infer))}
         if not self.torch_compile:
             return modes
         try:
@@ -188,10 +243,7 @@ class Runner:
             compiled_infer = torch.compile(infer)
             compiled_train(q, k)
             compiled_infer(q, k)
-            modes["torch.compile"] = (
-                lambda: compiled_train(q, k),
-                lambda: compiled_infer(q, k),
-            )
+            modes["torch.compile"] = (waiting(compiled_train), waiting(compiled_infer))
         except Exception as error:  # torch.compile is best effort on CPU
             print(f"torch.compile failed: {type(error).__name__}", file=sys.stderr)
         return modes
@@ -277,10 +329,12 @@ class Runner:
             for i, linear in enumerate([*att.dnn.linears, att.dense]):
                 linear.weight.copy_(torch.from_numpy(weights[2 * i].T.copy()))
                 linear.bias.copy_(torch.from_numpy(weights[2 * i + 1]))
+        device = self.torch_device
+        layer.to(device)
         params = list(layer.parameters())
-        q = torch.tensor(query, requires_grad=True)
-        k = torch.tensor(keys, requires_grad=True)
-        n = torch.tensor(lengths.astype("int64"))
+        q = torch.tensor(query, device=device, requires_grad=True)
+        k = torch.tensor(keys, device=device, requires_grad=True)
+        n = torch.tensor(lengths.astype("int64"), device=device)
 
         def train_step(q, k):
             loss = layer(q, k, n).sum()
@@ -339,17 +393,43 @@ def peak_rss_rise(fn):
     return status("VmHWM:") - before
 
 
-def matmul_rate(backend, repeats):
-    """float32 GFLOP/s of a 2048 x 2048 matmul in this backend."""
+def peak_memory(backend, fn, on_gpu):
+    """Rise of the peak memory (bytes) while `fn` runs, or None.
+
+    On the CPU, of the process's resident set; on a GPU, of the device
+    allocator's (torch and TensorFlow; JAX cannot reset its peak).
+    """
+    if not on_gpu:
+        return peak_rss_rise(fn)
+    if backend == "torch":
+        import torch
+
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        fn()
+        return torch.cuda.max_memory_allocated() - before
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.reset_memory_stats("GPU:0")
+        before = tf.config.experimental.get_memory_info("GPU:0")["current"]
+        fn()
+        return tf.config.experimental.get_memory_info("GPU:0")["peak"] - before
+    return None
+
+
+def matmul_rate(backend, repeats, n):
+    """float32 GFLOP/s of an n x n matmul in this backend."""
     import keras
     import numpy as np
 
-    n = 2048
     a = keras.ops.convert_to_tensor(np.random.default_rng(0).random((n, n), "float32"))
     times = []
     for _ in range(repeats + 1):
         start = time.perf_counter()
-        keras.ops.convert_to_numpy(keras.ops.matmul(a, a))
+        # Fetching one element waits for the device without copying it all.
+        keras.ops.convert_to_numpy(keras.ops.matmul(a, a)[0, 0])
         times.append(time.perf_counter() - start)
     return 2 * n**3 / statistics.median(times[1:]) / 1e9
 
@@ -361,7 +441,15 @@ def nominal_gflop(size, phase):
     return forward * (3 if phase == "train" else 1) / 1e9
 
 
-def worker(backend, sizes, repeats, skip_eager_jax, torch_compile, memory=False):
+def worker(
+    backend,
+    sizes,
+    repeats,
+    skip_eager_jax,
+    torch_compile,
+    memory=False,
+    require_gpu=False,
+):
     """Times every call; with `memory`, measures peak memory instead.
 
     Memory is measured in its own process, under a malloc setting that would
@@ -369,11 +457,15 @@ def worker(backend, sizes, repeats, skip_eager_jax, torch_compile, memory=False)
     """
     import keras
 
+    gpu = accelerator(backend)
+    if require_gpu and gpu is None:
+        raise SystemExit(f"--require-gpu: the {backend} backend sees no GPU.")
     runner = Runner(backend, torch_compile)
     results = {
         "backend": backend,
         "keras": keras.__version__,
-        "matmul_gflops": matmul_rate(backend, repeats),
+        "accelerator": gpu,
+        "matmul_gflops": matmul_rate(backend, repeats, 2048 if gpu is None else 8192),
         "rows": [],
     }
     for size_name, size in sizes.items():
@@ -401,13 +493,13 @@ def worker(backend, sizes, repeats, skip_eager_jax, torch_compile, memory=False)
             if memory:
                 if phase == "train":
                     for (impl, mode), fn in calls.items():
-                        peak = (peak_rss_rise(fn) or 0) / 2**20
+                        peak = peak_memory(backend, fn, gpu is not None)
                         results["rows"].append(
                             {
                                 "size": size_name,
                                 "impl": impl,
                                 "mode": mode,
-                                "peak_mb": peak,
+                                "peak_mb": None if peak is None else peak / 2**20,
                             }
                         )
                 continue
@@ -457,8 +549,9 @@ def print_tables(all_results, tuned_malloc=False):
     for results in all_results:
         backend = results["backend"]
         rate = results["matmul_gflops"]
+        device = results.get("accelerator") or "CPU"
         print(
-            f"### {backend} (keras {results['keras']}; float32 matmul "
+            f"### {backend} (keras {results['keras']}; {device}; float32 matmul "
             f"{rate:.1f} GFLOP/s)\n"
         )
         print(
@@ -476,7 +569,7 @@ def print_tables(all_results, tuned_malloc=False):
             ratio = (
                 f"{r['median_ms'] / reference['median_ms']:.2f}" if reference else "-"
             )
-            peak = f"{r['peak_mb']:.0f}" if "peak_mb" in r else ""
+            peak = f"{r['peak_mb']:.0f}" if r.get("peak_mb") is not None else ""
             print(
                 f"| {r['size']} | {r['phase']} | {r['impl']} | {r['mode']} | "
                 f"{r['median_ms']:.1f} | {ratio} | {r['gflops']:.1f} | "
@@ -498,6 +591,7 @@ def run_worker(backend, args, repeats, memory=False):
     command += ["--sizes", *sizes, "--repeats", str(repeats)]
     command += ["--quick"] * args.quick + ["--jax-eager"] * args.jax_eager
     command += ["--no-torch-compile"] * args.no_torch_compile
+    command += ["--require-gpu"] * args.require_gpu
     command += ["--memory"] * memory
     env = {
         **os.environ,
@@ -514,7 +608,9 @@ def run_worker(backend, args, repeats, memory=False):
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     elif args.tuned_malloc:
         env["MALLOC_MMAP_THRESHOLD_"] = TUNED_MMAP_THRESHOLD
-    subprocess.run(command, env=env, check=True)
+    if subprocess.run(command, env=env).returncode != 0:
+        os.unlink(path)
+        raise SystemExit(f"The {backend} worker failed (its error is above).")
     with open(path) as f:
         results = json.load(f)
     os.unlink(path)
@@ -536,6 +632,11 @@ def main():
         action="store_true",
         help=f"time with MALLOC_MMAP_THRESHOLD_={TUNED_MMAP_THRESHOLD} (glibc)",
     )
+    parser.add_argument(
+        "--require-gpu",
+        action="store_true",
+        help="stop where a backend sees no GPU (for GPU tables)",
+    )
     parser.add_argument("--json", help="write the raw results here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
@@ -552,6 +653,7 @@ def main():
             not args.jax_eager,
             not args.no_torch_compile,
             memory=args.memory,
+            require_gpu=args.require_gpu,
         )
         with open(args.worker_out, "w") as f:
             json.dump(results, f)
