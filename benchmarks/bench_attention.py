@@ -46,8 +46,9 @@ weights live there, every timed call waits for the device to finish, the
 matmul rate is measured on a larger matmul, and peak memory is the rise of
 the device allocator's peak (torch and TensorFlow; JAX has no way to reset
 its peak, so it is left out). `--require-gpu` stops a worker whose backend
-sees no GPU, so that a GPU table never comes from the CPU; `tox -e bench-gpu`
-installs the CUDA builds and passes it.
+sees no GPU, so that a GPU table never comes from the CPU; `tox -e
+bench-gpu-torch` (and `-jax`, `-tensorflow`) installs that backend's CUDA
+build and its peer, and passes it.
 """
 
 import argparse
