@@ -80,6 +80,49 @@ def test_lengths_match_reference(
     assert np.all(actual[[0, 4]] == 0)
 
 
+LENGTHS_BEYOND_INT32 = {
+    # Above T, below 0 (its low 32 bits are 3), above T.
+    "int64": [2**31 + 5, -(2**32) + 3, 3, 2**40, 0],
+    "uint32": [2**31 + 5, 3, 2**32 - 1, 0, 7],
+    "uint8": [255, 3, 0, 7, 200],
+}
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        pytest.param(
+            "int64",
+            marks=pytest.mark.skipif(
+                keras.backend.backend() == "jax",
+                reason="JAX (without jax_enable_x64) turns int64 arrays into "
+                "int32 before the layer sees them",
+            ),
+        ),
+        "uint32",
+        "uint8",
+    ],
+)
+@pytest.mark.parametrize("candidates", [1, 2])
+@pytest.mark.parametrize("functional", [False, True])
+def test_lengths_of_any_integer_dtype_do_not_wrap(rng, dtype, candidates, functional):
+    query, keys = make_inputs(rng, candidates=candidates)
+    lengths = np.array(LENGTHS_BEYOND_INT32[dtype], dtype=dtype).reshape(-1, 1)
+    layer, scores = make_layer(rng, query, keys, weight_normalization=True)
+    expected = ref.pool(scores, keys, ref.valid_from_lengths(lengths, 7), True, False)
+    if functional:  # T unknown until the call
+        inputs = [
+            keras.Input((candidates, 6)),
+            keras.Input((None, 6)),
+            keras.Input((1,), dtype=dtype),
+        ]
+        model = keras.Model(inputs, layer(inputs))
+        actual = model.predict([query, keys, lengths], verbose=0)
+    else:
+        actual = to_numpy(layer([query, keys, lengths]))
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("weight_normalization, return_score", MODES)
 @pytest.mark.parametrize("candidates", [1, 2])
 def test_explicit_mask_matches_reference(
@@ -135,14 +178,16 @@ def test_lengths_and_explicit_mask_combine(rng):
     np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_all_histories_empty(rng):
-    query, keys = make_inputs(rng, candidates=2)
+@pytest.mark.parametrize("candidates", [1, 2])
+def test_all_histories_empty(rng, candidates):
+    query, keys = make_inputs(rng, candidates=candidates)
     lengths = np.zeros((5, 1), "int32")
     for wn, rs in MODES:
         layer, _ = make_layer(
             rng, query, keys, weight_normalization=wn, return_score=rs
         )
         out = to_numpy(layer([query, keys, lengths]))
+        assert out.shape == (5, candidates, 7 if rs else 6), (wn, rs)
         assert np.all(out == 0), (wn, rs)
 
 
@@ -392,6 +437,10 @@ def test_gradients_finite_with_empty_rows_and_large_scores(rng):
         (lambda q, k, n: [q], "list or tuple of 2 or 3 tensors"),
         (lambda q, k, n: [q, k, n, n], "list or tuple of 2 or 3 tensors"),
         (lambda q, k, n: q, "list or tuple"),
+        (
+            lambda q, k, n: [q, k, None],
+            r"tensors\. Received: a list of 3: \[.*, None\]",
+        ),
         (lambda q, k, n: [q[:, 0], k], "query"),
         (lambda q, k, n: [q, k[:, :, 0]], "keys"),
         (lambda q, k, n: [q[:, :, :3], k], "same last dimension"),
@@ -408,7 +457,7 @@ def test_bad_inputs(rng, inputs, message):
     with pytest.raises(ValueError, match=message) as error:
         AttentionSequencePoolingLayer()(args)
     assert "Received" in str(error.value)
-    if isinstance(args, list):
+    if isinstance(args, list) and all(a is not None for a in args):
         symbolic = [keras.Input(batch_shape=a.shape, dtype=a.dtype) for a in args]
         with pytest.raises(ValueError, match=message):
             AttentionSequencePoolingLayer()(symbolic)

@@ -15,15 +15,30 @@ def dims_disagree(a, b):
     return a is not None and b is not None and a != b
 
 
+def _describe(x):
+    if x is None:
+        return "None"
+    if isinstance(x, (tuple, list)):  # a shape, as `build` sees an input
+        return f"shape {static_shape(x)}"
+    return f"a tensor of shape {static_shape(x)}"
+
+
 def split_inputs(inputs, layer_name, allowed_counts):
     """Checks that `inputs` is a list or tuple of an allowed length."""
-    is_sequence = isinstance(inputs, (list, tuple)) and not any(
+    # A tuple of ints and `None`s is the shape of a single tensor, as seen
+    # by `build`; any other list or tuple holds the inputs.
+    is_sequence = isinstance(inputs, (list, tuple)) and not all(
         x is None or isinstance(x, numbers.Integral) for x in inputs
-    )  # a tuple of ints is the shape of a single tensor, as seen by `build`
-    if not is_sequence or len(inputs) not in allowed_counts:
+    )
+    if (
+        not is_sequence
+        or len(inputs) not in allowed_counts
+        or any(x is None for x in inputs)
+    ):
         expected = " or ".join(str(n) for n in allowed_counts)
         if is_sequence:
-            received = f"a {type(inputs).__name__} of {len(inputs)} tensors"
+            items = ", ".join(_describe(x) for x in inputs)
+            received = f"a {type(inputs).__name__} of {len(inputs)}: [{items}]"
         else:
             received = f"a single tensor of shape {static_shape(inputs)}"
         raise ValueError(

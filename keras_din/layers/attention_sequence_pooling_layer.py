@@ -46,7 +46,8 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
             Dice takes its training statistics over the valid history
             positions only. `False` includes the padding, as DeepCTR does
             (and the unit then computes the padding positions too).
-            Inference is the same either way. Defaults to `True`.
+            Inference, from the moving statistics, is the same either way
+            for the same weights. Defaults to `True`.
         skip_padding: bool. Whether the activation unit runs on the valid
             history positions only, which saves work in proportion to the
             padding; the results are the same. See `LocalActivationUnit`
@@ -262,8 +263,14 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
                     "`keys_length` must have an integer dtype. "
                     f"Received: keys_length.dtype={keys_length.dtype}"
                 )
+            history = ops.shape(keys)[1]
+            dtype = keras.backend.standardize_dtype(keys_length.dtype)
+            if dtype in ("int64", "uint32", "uint64"):
+                # Clipped to [0, T] in their own dtype, so that lengths
+                # beyond the int32 range do not wrap around in the cast.
+                keys_length = ops.clip(keys_length, 0, ops.cast(history, dtype))
             lengths = ops.reshape(ops.cast(keys_length, "int32"), (-1, 1))
-            positions = ops.arange(ops.shape(keys)[1], dtype="int32")
+            positions = ops.arange(history, dtype="int32")
             sources.append(ops.expand_dims(positions, 0) < lengths)
         for mask in (keras_mask, explicit_mask):
             keys_mask = self._keys_mask(mask, len(inputs), keys)
