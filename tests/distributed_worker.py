@@ -16,6 +16,7 @@ OUT.npz holds `init_*`, `single_*` and `parallel_*` weight arrays and
 `replicas`, the number of devices (or processes) the parallel run used.
 """
 
+import faulthandler
 import os
 import sys
 
@@ -135,6 +136,9 @@ def run_torch(path):
     import torch
     import torch.distributed as dist
 
+    # A stuck process prints every thread's stack and fails, well before the
+    # test's own time limit.
+    faulthandler.dump_traceback_later(600, exit=True)
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     keras.utils.set_random_seed(0)
@@ -166,7 +170,12 @@ def run_torch(path):
         single = single_device(init, inputs, labels)
         save(path, init, single, parallel, world)
     dist.barrier()
-    dist.destroy_process_group()
+    # Once, on a loaded machine, rank 0 hung after all of this, with its
+    # result saved and rank 1 gone: in gloo's teardown or at exit. Nothing is
+    # left to do, so leave without them.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
