@@ -42,13 +42,16 @@ training step, after warm-up (Linux only).
 
 On a GPU host each backend computes on its first GPU where it sees one
 (torch: CUDA; JAX and TensorFlow: their default device): the inputs and
-weights live there, every timed call waits for the device to finish, the
-matmul rate is measured on a larger matmul, and peak memory is the rise of
-the device allocator's peak (torch and TensorFlow; JAX has no way to reset
-its peak, so it is left out). `--require-gpu` stops a worker whose backend
-sees no GPU, so that a GPU table never comes from the CPU; `tox -e
-bench-gpu-torch` (and `-jax`, `-tensorflow`) installs that backend's CUDA
-build and its peer, and passes it.
+weights live there, every timed call waits for the device to finish (never
+by copying its results to the host, which no timed call does), the matmul
+rate is measured on a larger matmul, and peak memory is the rise of the
+device allocator's peak (torch and TensorFlow; JAX has no way to reset its
+peak, so it is left out). Matmuls run in full float32 (no TF32) unless
+NVIDIA_TF32_OVERRIDE or JAX_DEFAULT_MATMUL_PRECISION says otherwise.
+`--require-gpu` stops a worker whose backend sees no GPU, so that a GPU
+table never comes from the CPU; `tox -e bench-gpu-torch` (and `-jax`,
+`-tensorflow`) installs that backend's CUDA build and its peer, and passes
+it.
 """
 
 import argparse
@@ -155,6 +158,11 @@ class Runner:
             import torch
 
             self.torch_device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.tf_gpu = False
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            self.tf_gpu = bool(tf.config.list_physical_devices("GPU"))
 
     def _lengths(self, lengths):
         """The lengths as the forward functions take them, made once."""
@@ -273,6 +281,14 @@ class Runner:
         """Eager, `tf.function` and XLA versions of both."""
         import tensorflow as tf
 
+        def wait(result):
+            # On the CPU, TensorFlow returns once the work is done. Fetching
+            # the results (`.numpy()`) would time a copy of every gradient,
+            # the keys' too, which is larger for the flattened candidates.
+            if self.tf_gpu:
+                tf.test.experimental.sync_devices()
+            return result
+
         modes = {}
         for mode, compile_fn in (
             ("eager", lambda f: f),
@@ -281,8 +297,8 @@ class Runner:
         ):
             train, inference = compile_fn(train_step), compile_fn(infer)
             modes[mode] = (
-                lambda train=train: [g.numpy() for g in train()],
-                lambda inference=inference: inference().numpy(),
+                lambda train=train: wait(train()),
+                lambda inference=inference: wait(inference()),
             )
         return modes
 
@@ -601,6 +617,10 @@ def run_worker(backend, args, repeats, memory=False):
         "TF_USE_LEGACY_KERAS": "1",
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
+    # Full float32 matmuls on a GPU (no TF32), as torch does by default, so
+    # that every backend's table and matmul rate are of the same precision.
+    env.setdefault("NVIDIA_TF32_OVERRIDE", "0")
+    env.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
     if memory:
         # Large blocks straight from mmap and back on free, so that the
         # resident set follows the live tensors (glibc otherwise keeps freed

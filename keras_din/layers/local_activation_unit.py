@@ -114,7 +114,8 @@ class LocalActivationUnit(keras.layers.Layer):
             share of padding. This needs tensors of
             data-dependent size, so it is not done under JAX (whose `jit`
             needs static shapes), with `use_bn` (whose statistics include
-            the padding), or inside `keras_din.export.export_model`.
+            the padding), or in an export from the torch backend through
+            `keras_din.export.export_model`.
             Defaults to `True`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 

@@ -19,8 +19,9 @@ class MiniBatchAwareEmbedding(keras.layers.Layer):
     With the gradient of this penalty, an SGD step shrinks `w_j` by
     `lr * 2 * l2 * w_j / n_j` for every id `j` of the batch and leaves the
     other rows alone: the paper's update, with `l2` for `lambda / 2`. The
-    penalty is added to the layer's losses in training only, and its cost is
-    proportional to the batch, not to the table.
+    penalty is added to the layer's losses in training only. It reads the
+    rows of the batch alone; besides them it counts the batch's ids into one
+    vector of `input_dim` floats, a small fraction of the table.
 
     Args:
         input_dim: int. Size of the vocabulary (largest id + 1).
