@@ -152,17 +152,9 @@ class Runner:
     def __init__(self, backend, torch_compile=True):
         self.backend = backend
         self.torch_compile = torch_compile
+        self.gpu = accelerator(backend)  # the GPU's name, or None
         # Keras' torch backend puts its variables on CUDA when it is there.
-        self.torch_device = None
-        if backend == "torch":
-            import torch
-
-            self.torch_device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.tf_gpu = False
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            self.tf_gpu = bool(tf.config.list_physical_devices("GPU"))
+        self.torch_device = "cpu" if self.gpu is None else "cuda"
 
     def _lengths(self, lengths):
         """The lengths as the forward functions take them, made once."""
@@ -285,7 +277,7 @@ class Runner:
             # On the CPU, TensorFlow returns once the work is done. Fetching
             # the results (`.numpy()`) would time a copy of every gradient,
             # the keys' too, which is larger for the flattened candidates.
-            if self.tf_gpu:
+            if self.gpu is not None:
                 tf.test.experimental.sync_devices()
             return result
 
@@ -474,10 +466,10 @@ def worker(
     """
     import keras
 
-    gpu = accelerator(backend)
+    runner = Runner(backend, torch_compile)
+    gpu = runner.gpu
     if require_gpu and gpu is None:
         raise SystemExit(f"--require-gpu: the {backend} backend sees no GPU.")
-    runner = Runner(backend, torch_compile)
     results = {
         "backend": backend,
         "keras": keras.__version__,
