@@ -2,8 +2,6 @@
 
 import keras
 
-from keras_din.layers._padding import every_position
-
 # The formats keras-din exports from each backend, and tests.
 FORMATS = {
     "tensorflow": ("tf_saved_model",),
@@ -20,18 +18,15 @@ def export_model(model, filepath, format="tf_saved_model", **kwargs):
     (a torch-trained model reaches a SavedModel through a `.keras` file
     loaded on the TensorFlow backend; see the README).
 
-    On the torch backend the layers compute every history position while
-    the model is traced (see `skip_padding`): torch's exporters record fixed
-    shapes and cannot follow sizes that depend on the data.
-
-    On the JAX backend a SavedModel is converted with `jax2tf`, which needs
-    to know which unknown dimensions are equal. Unless
+    Models built with the keras-din layers export with plain `model.export`
+    on every backend. On the JAX backend this adds one thing: a SavedModel
+    is converted with `jax2tf`, which needs to know which unknown dimensions
+    are equal, and `model.export` gives each its own size. Unless
     `jax2tf_kwargs={"polymorphic_shapes": ...}` says otherwise, the unknown
     first dimension of every input is the batch size and the unknown
     dimensions at the same later axis are taken to be equal: one history
-    length `T` shared by the history ids, an explicit `(B, T)` mask and any
-    other sequence input. (Keras alone gives each its own size, and then
-    combining keys with a mask fails to export.)
+    length `T` shared by every sequence input. (A model that concatenates
+    two history features, such as item and category ids, needs that.)
 
     Args:
         model: A built `keras.Model`.
@@ -70,12 +65,7 @@ def export_model(model, filepath, format="tf_saved_model", **kwargs):
             if shapes is not None:
                 jax2tf_kwargs["polymorphic_shapes"] = shapes
         kwargs["jax2tf_kwargs"] = jax2tf_kwargs
-    if backend == "torch":
-        # torch's exporters trace fixed shapes: no data-dependent sizes.
-        with every_position():
-            model.export(filepath, format=format, **kwargs)
-    else:
-        model.export(filepath, format=format, **kwargs)
+    model.export(filepath, format=format, **kwargs)
     return filepath
 
 

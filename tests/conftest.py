@@ -75,7 +75,7 @@ def force_block_size(monkeypatch):
     def force(size):
         if size is not None:
             monkeypatch.setattr(
-                "keras_din.layers.local_activation_unit.block_size",
+                "keras_din.layers.attention_sequence_pooling_layer.block_size",
                 lambda history: size,
             )
 

@@ -9,6 +9,9 @@ Three ways to mark the valid history positions, one model each:
 
 Every model takes `candidate (B, 1)` and `history (B, T)` item ids first,
 with the batch size and `T` unknown, and returns a click probability `(B, 1)`.
+One more kind, `"candidates"`, has no golden file: `candidate (B, 3)` ids
+scored in one call against the history (lengths, softmax), and a click
+probability per candidate, `(B, 3)`.
 """
 
 import keras
@@ -17,10 +20,13 @@ import numpy as np
 import keras_din
 
 KINDS = ("lengths", "mask_zero", "explicit_mask")
+CANDIDATES = 3
 NUM_ITEMS = 40
 
 
 def din_model(kind, embedding_dim=6):
+    if kind == "candidates":
+        return candidates_model(embedding_dim)
     candidate = keras.Input((1,), dtype="int32", name="candidate")
     history = keras.Input((None,), dtype="int32", name="history")
     inputs = [candidate, history]
@@ -52,6 +58,22 @@ def din_model(kind, embedding_dim=6):
     return keras.Model(inputs, output, name=f"din_{kind}")
 
 
+def candidates_model(embedding_dim):
+    candidate = keras.Input((CANDIDATES,), dtype="int32", name="candidate")
+    history = keras.Input((None,), dtype="int32", name="history")
+    length = keras.Input((1,), dtype="int32", name="length")
+    items = keras.layers.Embedding(NUM_ITEMS, embedding_dim, name="items")
+    query = items(candidate)
+    pooled = keras_din.AttentionSequencePoolingLayer((8, 4), weight_normalization=True)(
+        [query, items(history), length]
+    )
+    features = keras.layers.Concatenate()([query, pooled])  # (B, C, 2E)
+    hidden = keras.layers.Dense(8, activation="relu")(features)
+    output = keras.layers.Dense(1, activation="sigmoid")(hidden)
+    output = keras.layers.Reshape((CANDIDATES,))(output)
+    return keras.Model([candidate, history, length], output, name="din_candidates")
+
+
 def din_inputs(kind, batch, history, seed=0):
     """Model inputs; row 0 is an empty history, the others random lengths.
 
@@ -64,9 +86,10 @@ def din_inputs(kind, batch, history, seed=0):
     valid = np.arange(history)[None, :] < lengths[:, None]
     ids = rng.integers(1, NUM_ITEMS, size=(batch, history))
     histories = np.where(valid, ids, 0).astype("int32")
-    candidates = rng.integers(1, NUM_ITEMS, size=(batch, 1)).astype("int32")
+    width = CANDIDATES if kind == "candidates" else 1
+    candidates = rng.integers(1, NUM_ITEMS, size=(batch, width)).astype("int32")
     inputs = [candidates, histories]
-    if kind == "lengths":
+    if kind in ("lengths", "candidates"):
         if batch > 1:
             lengths[-1] = history + 3
         inputs.append(lengths[:, None].astype("int32"))
@@ -78,7 +101,7 @@ def din_inputs(kind, batch, history, seed=0):
 def train_briefly(model, kind, seed=0):
     """A few optimiser steps, so weights (and Dice statistics) move."""
     inputs = din_inputs(kind, 64, 5, seed=seed)
-    labels = (inputs[0][:, 0] % 2).astype("float32")[:, None]
+    labels = (inputs[0] % 2).astype("float32")
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy")
     model.fit(inputs, labels, batch_size=16, epochs=2, verbose=0)
     return model

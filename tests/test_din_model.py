@@ -71,3 +71,6 @@ def test_example_runs():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test " in result.stdout and "auc" in result.stdout
+    # No layer drops a Keras mask with a warning (a Flatten after the
+    # candidate's embedding would).
+    assert "does not support masking" not in result.stderr

@@ -1,9 +1,11 @@
 """Export for serving: SavedModel (TensorFlow, JAX), ONNX and .pt2 (torch).
 
 The exported models are the golden ones of `tests/golden/` (trained briefly,
-one per way of masking), reloaded the way a server would and run at batch
-sizes and history lengths the models never saw, `T = 1` and empty histories
-included. Every output is compared with the Keras model's predictions.
+one per way of masking) and one that scores several candidates per row, all
+exported with plain `model.export`, reloaded the way a server would and run
+at batch sizes and history lengths the models never saw, `T = 1` and empty
+histories included. Every output is compared with the Keras model's
+predictions.
 """
 
 import os
@@ -16,6 +18,8 @@ import numpy as np
 import pytest
 from din_models import KINDS
 from din_models import din_inputs
+from din_models import din_model
+from din_models import train_briefly
 
 import keras_din  # noqa: F401  (registers the layers before loading)
 from keras_din.export import FORMATS
@@ -28,10 +32,20 @@ GOLDEN = TESTS / "golden"
 # golden inputs (7, 9). Row 0 of every case is an empty history.
 SERVE_CASES = ((1, 1), (3, 1), (6, 13), (2, 30))
 ATOL = 1e-5
+# The golden kinds, and several candidates per row (no golden file).
+EXPORTED = (*KINDS, "candidates")
 
 
 def load_golden(backend, kind):
     return keras.saving.load_model(GOLDEN / f"{backend}_{kind}.keras", compile=False)
+
+
+def load_model(backend, kind):
+    """The golden model of `kind`, or one trained now for `"candidates"`."""
+    if kind in KINDS:
+        return load_golden(backend, kind)
+    keras.utils.set_random_seed(7)
+    return train_briefly(din_model(kind), kind)
 
 
 def serve_cases(kind):
@@ -40,8 +54,9 @@ def serve_cases(kind):
         din_inputs(kind, batch, history, seed=batch * 100 + history)
         for batch, history in SERVE_CASES
     ]
-    golden = np.load(GOLDEN / f"{BACKEND}_{kind}.npz")
-    cases.append([golden[f"input_{i}"] for i in range(len(golden.files) - 1)])
+    if kind in KINDS:
+        golden = np.load(GOLDEN / f"{BACKEND}_{kind}.npz")
+        cases.append([golden[f"input_{i}"] for i in range(len(golden.files) - 1)])
     return cases
 
 
@@ -79,12 +94,10 @@ def saved_model_results(tmp_path_factory):
     sources = [BACKEND] + (["torch"] if BACKEND == "tensorflow" else [])
     expected = {}
     for source in sources:
-        for kind in KINDS:
-            model = load_golden(source, kind)
+        for kind in EXPORTED if source == BACKEND else KINDS:
+            model = load_model(source, kind)
             name = f"{source}_{kind}"
-            # `export_model` is `model.export` plus, on JAX, the history
-            # length shared by the history and an explicit mask.
-            export_model(model, directory / name, verbose=False)
+            model.export(directory / name, verbose=False)
             expected[source, kind] = []
             for index, inputs in enumerate(serve_cases(kind)):
                 arrays = {f"input_{i}": x for i, x in enumerate(inputs)}
@@ -108,7 +121,7 @@ def saved_model_results(tmp_path_factory):
 
 
 @needs_saved_model
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", EXPORTED)
 def test_saved_model_serves_new_shapes_without_keras(saved_model_results, kind):
     pairs = saved_model_results[BACKEND, kind]
     largest = report(
@@ -164,16 +177,16 @@ def torch_dynamic_shapes(model):
 
 
 @needs_torch
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", EXPORTED)
 def test_onnx_runs_in_onnxruntime_at_new_shapes(tmp_path, kind):
     import onnxruntime
 
-    model = load_golden("torch", kind)
+    model = load_model("torch", kind)
     cases = serve_cases(kind)
     # Keras's ONNX export wants a model that has been called: predict first.
     expected = [model.predict(inputs, verbose=0) for inputs in cases]
     path = tmp_path / f"{kind}.onnx"
-    export_model(model, path, format="onnx", verbose=False)
+    model.export(path, format="onnx", verbose=False)
     session = onnxruntime.InferenceSession(str(path))
     names = [i.name for i in session.get_inputs()]
     differences = []
@@ -184,14 +197,13 @@ def test_onnx_runs_in_onnxruntime_at_new_shapes(tmp_path, kind):
 
 
 @needs_torch
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", EXPORTED)
 def test_pt2_reloads_with_torch_export_load(tmp_path, kind):
     import torch
 
-    model = load_golden("torch", kind)
+    model = load_model("torch", kind)
     path = tmp_path / f"{kind}.pt2"
-    export_model(
-        model,
+    model.export(
         path,
         format="torch",
         dynamic_shapes=torch_dynamic_shapes(model),

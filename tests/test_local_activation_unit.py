@@ -9,7 +9,6 @@ from layer_checks import to_numpy
 
 from keras_din import Dice
 from keras_din import LocalActivationUnit
-from keras_din.layers._padding import block_size
 
 
 def make_inputs(rng, batch=4, candidates=1, history=6, dim=5):
@@ -184,7 +183,6 @@ def test_config_round_trip():
         dropout_rate=0.2,
         use_bn=True,
         seed=5,
-        skip_padding=False,
         name="unit",
     )
     assert_config_round_trip(unit)
@@ -193,7 +191,6 @@ def test_config_round_trip():
     assert config["activation"] == "dice"
     assert config["l2_reg"] == 0.1 and config["dropout_rate"] == 0.2
     assert config["use_bn"] is True and config["seed"] == 5
-    assert config["skip_padding"] is False
 
 
 def test_functional_model_save_load(rng, tmp_path):
@@ -253,12 +250,8 @@ def test_wrong_number_of_inputs(rng):
         LocalActivationUnit()(keys)
 
 
-@pytest.mark.parametrize("block", [None, 2, 3])
 @pytest.mark.parametrize("candidates", [1, 2])
-def test_keys_mask_restricts_dice_statistics(rng, force_block_size, candidates, block):
-    # With blocks of 2 or 3 positions, the padding inside a history's last
-    # block is computed, and must stay out of the moments.
-    force_block_size(block)
+def test_keys_mask_restricts_dice_statistics(rng, candidates):
     query, keys = make_inputs(rng, candidates=candidates)
     valid = ref.valid_from_lengths([0, 2, 6, 4], 6)
     unit = LocalActivationUnit(hidden_units=(8, 4), activation="dice")
@@ -272,11 +265,10 @@ def test_keys_mask_restricts_dice_statistics(rng, force_block_size, candidates, 
         rows = x[valid]
         return ref.dice(x, alphas[i], rows.mean(axis=(0, 1)), rows.var(axis=(0, 1)))
 
+    # Every position is scored (the padding too), with the valid moments.
     expected = ref.unit_scores_joint(
         query, keys, kernels, biases, w_o, b_o, masked_dice
     )
-    # Padding positions score 0 when a keys mask is given.
-    expected = np.where(valid[..., None], expected, 0.0)
     actual = to_numpy(unit([query, keys], training=True, keys_mask=valid))
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
     # Without the mask the padding enters the moments and the scores differ.
@@ -284,58 +276,28 @@ def test_keys_mask_restricts_dice_statistics(rng, force_block_size, candidates, 
     assert not np.allclose(unmasked[valid], expected[valid], atol=1e-3)
 
 
-@pytest.mark.parametrize("block", [None, 2, 3])
-@pytest.mark.parametrize("activation", ["sigmoid", "dice"])
+def test_keys_mask_leaves_scores_of_plain_activations_alone(rng):
+    query, keys = make_inputs(rng)
+    valid = ref.valid_from_lengths([0, 2, 6, 4], 6)
+    unit = LocalActivationUnit(hidden_units=(8, 4))
+    expected = to_numpy(unit([query, keys]))
+    actual = to_numpy(unit([query, keys], keys_mask=valid, training=True))
+    np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("candidates", [1, 3])
-@pytest.mark.parametrize("lengths", [[0, 2, 6, 4], [0, 0, 0, 0], [6, 6, 6, 6]])
-def test_keys_mask_zeroes_padding_with_or_without_skipping(
-    rng, force_block_size, activation, candidates, lengths, block
-):
-    # Skipping the padding changes the work, not the scores: the valid
-    # positions match the reference, padding scores 0, in training too,
-    # whether single positions or blocks of them are gathered.
-    force_block_size(block)
+def test_query_index_scores_each_keys_row_against_its_query_row(rng, candidates):
     query, keys = make_inputs(rng, candidates=candidates)
-    valid = ref.valid_from_lengths(lengths, 6)
-    units = [
-        LocalActivationUnit(hidden_units=(8, 4), activation=activation, skip_padding=s)
-        for s in (True, False)
-    ]
-    for unit in units:
-        unit([query, keys])
-    arrays = random_like_weights(units[0], rng)
-    for unit in units:
-        unit.set_weights(arrays)
+    index = np.array([2, 0, 0, 3, 1, 2, 2], "int32")
+    pieces = rng.normal(size=(7, 3, 5)).astype("float32")
+    unit = LocalActivationUnit(hidden_units=(8, 4))
+    unit([query, keys])
+    arrays = random_like_weights(unit, rng)
+    unit.set_weights(arrays)
     kernels, biases, w_o, b_o = split_dense_weights(arrays, 2)
-    if activation == "sigmoid":
-        expected = ref.unit_scores(
-            query, keys, kernels, biases, w_o, b_o, lambda i, x: ref.sigmoid(x)
-        )
-        expected = np.where(valid[..., None], expected, 0.0)
-    for training in (False, True):
-        skipped, dense = (
-            to_numpy(unit([query, keys], training=training, keys_mask=valid))
-            for unit in units
-        )
-        assert skipped.shape == (4, 6, candidates)
-        np.testing.assert_allclose(skipped, dense, rtol=1e-5, atol=1e-5)
-        assert np.all(skipped[~valid] == 0)
-        if activation == "sigmoid":
-            np.testing.assert_allclose(skipped, expected, rtol=1e-5, atol=1e-5)
-    for unit in units:  # Dice's moving moments, even after an empty batch
-        for weight in unit.weights:
-            assert np.all(np.isfinite(to_numpy(weight))), weight.path
-
-
-@pytest.mark.parametrize("history", [None, 1, 7, 10, 20, 50, 64, 100, 1000, 1024])
-def test_block_size_divides_history_and_bounds_the_padding(history):
-    size = block_size(history)
-    if history is None:
-        assert size == 1
-        return
-    assert history % size == 0
-    # A history's last block holds (size - 1) / 2 padding positions on
-    # average: at most about 5% of T.
-    assert size == 1 or 10 * (size - 1) <= history
-    if history >= 20 and history % 2 == 0:  # long enough to gather blocks
-        assert size > 1
+    expected = ref.unit_scores(
+        query[index], pieces, kernels, biases, w_o, b_o, lambda i, x: ref.sigmoid(x)
+    )
+    actual = to_numpy(unit([query, pieces], query_index=index))
+    assert actual.shape == (7, 3, candidates)
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)

@@ -2,6 +2,8 @@
 
 import numbers
 
+import keras
+
 
 def static_shape(x):
     """The shape of a tensor or shape-like as a tuple of ints and `None`s."""
@@ -48,8 +50,10 @@ def split_inputs(inputs, layer_name, allowed_counts):
     return list(inputs)
 
 
-def check_query_and_keys(query_shape, keys_shape):
+def check_query_and_keys(query_shape, keys_shape, same_batch=True):
     """Checks `query` `(B, C, E)` and `keys` `(B, T, E)` shapes or tensors.
+
+    With `same_batch=False` their batch sizes may differ.
 
     An unknown embedding size is rejected when given shapes (at build time,
     which always comes first). Given tensors (in `call`), it is not: under
@@ -78,7 +82,7 @@ def check_query_and_keys(query_shape, keys_shape):
             f"(embedding_dim). Received: query.shape={query_shape}, "
             f"keys.shape={keys_shape}"
         )
-    if dims_disagree(query_shape[0], keys_shape[0]):
+    if same_batch and dims_disagree(query_shape[0], keys_shape[0]):
         raise ValueError(
             "`query` and `keys` must have the same batch size. "
             f"Received: query.shape={query_shape}, keys.shape={keys_shape}"
@@ -102,13 +106,42 @@ def check_positive_units(name, units):
     return tuple(int(u) for u in units)
 
 
-def check_keys_mask(mask, keys):
-    """Checks a `(B, T)` mask of the positions of `keys`."""
+def check_keys_mask(mask, keys, argument="mask"):
+    """Checks a boolean `(B, T)` mask of the positions of `keys`."""
     mask_shape, keys_shape = static_shape(mask), static_shape(keys)
     if len(mask_shape) != 2 or any(
         dims_disagree(m, k) for m, k in zip(mask_shape, keys_shape[:2], strict=True)
     ):
         raise ValueError(
-            "The mask of `keys` must have shape (batch, history_length) = "
-            f"{keys_shape[:2]}. Received: mask.shape={mask_shape}"
+            f"`{argument}` (the mask of `keys`) must have shape (batch, "
+            f"history_length) = {keys_shape[:2]}. "
+            f"Received: {argument}.shape={mask_shape}"
+        )
+
+
+def is_integer(dtype):
+    name = keras.backend.standardize_dtype(dtype)
+    return name.startswith("int") or name.startswith("uint")
+
+
+def check_keys_length(keys_length, keys):
+    """Checks `keys_length` (a shape or a tensor) against `keys`."""
+    if not isinstance(keys_length, (tuple, list)) and not is_integer(keys_length.dtype):
+        raise TypeError(
+            "`keys_length` must have an integer dtype. "
+            f"Received: keys_length.dtype={keys_length.dtype}"
+        )
+    length_shape, keys_shape = static_shape(keys_length), static_shape(keys)
+    if len(length_shape) not in (1, 2) or (
+        len(length_shape) == 2 and dims_disagree(length_shape[1], 1)
+    ):
+        raise ValueError(
+            "`keys_length` must have shape (batch,) or (batch, 1). "
+            f"Received: keys_length.shape={length_shape}"
+        )
+    if dims_disagree(length_shape[0], keys_shape[0]):
+        raise ValueError(
+            "`keys_length` and `keys` must have the same batch size. "
+            f"Received: keys_length.shape={length_shape}, "
+            f"keys.shape={keys_shape}"
         )

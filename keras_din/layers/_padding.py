@@ -1,35 +1,18 @@
-"""Leaving padding positions out, and a switch that turns it off.
+"""Skipping padding: the attention computed on the valid history blocks only.
 
-Leaving padding out of the computation gives tensors whose length depends on
-the data. Exporters that trace a model into a graph of fixed shapes (torch's
-ONNX and `torch.export` routes) cannot follow that, so `export_model` runs
-them inside `every_position()`.
+The history is cut into blocks of `P` consecutive positions, and only the
+blocks that hold a valid position are gathered, scored and pooled. This gives
+the same results as computing every position, with work in proportion to the
+valid share of the history; the price is the padding inside each history's
+last block, `(P - 1) / 2` positions on average. The sizes of the gathered
+tensors depend on the data, so the pooling layer uses this only where the
+backend computes such tensors (see `_backend`).
 """
 
-import contextlib
-from typing import Any
-from typing import NamedTuple
-
-import keras
 from keras import ops
 
-_depth = 0
-
-
-@contextlib.contextmanager
-def every_position():
-    """Within this context, no layer leaves padding positions out."""
-    global _depth
-    _depth += 1
-    try:
-        yield
-    finally:
-        _depth -= 1
-
-
-def computing_every_position():
-    return _depth > 0
-
+from keras_din.layers._backend import sums_by_segment
+from keras_din.layers._backend import take_rows
 
 # Block sizes, largest first. Each history computes (size - 1) / 2 padding
 # positions on average in its last block; a size is taken when that stays
@@ -41,9 +24,8 @@ def block_size(history):
     """How many consecutive positions of a history to gather as one block.
 
     Gathering blocks instead of single positions divides the number of
-    gathered rows, whose gathers and gradients cost per row, at the price
-    of the padding inside the last block of each history. `history` is the
-    static T, or `None` when unknown (then 1).
+    gathered rows, whose gathers and gradients cost per row. `history` is
+    the static T, or `None` when it is unknown (then 1).
     """
     if history is None:
         return 1
@@ -53,81 +35,71 @@ def block_size(history):
     return 1
 
 
-class Blocks(NamedTuple):
-    """The kept blocks of a `(B, T)` mask; see `valid_blocks`."""
-
-    size: int
-    positions: Any
-    owners: Any
-    valid: Any
-    rank: Any
-
-
-def valid_blocks(keys_mask, size):
+class ValidBlocks:
     """The blocks of a `(B, T)` mask that hold at least one valid position.
 
-    The mask is cut into `B * T / size` blocks of `size` consecutive
-    positions (`T` must be a multiple of `size`). Returns `Blocks` with:
-    `positions`, the row-major indices of the `N` kept blocks; `owners`, the
-    batch index of each; `valid`, for `size > 1`, the `(N, size)` mask of
-    their valid positions (else `None`); and, on TensorFlow alone, `rank`,
-    the `(B * T / size,)` index of each block among the kept ones, `N` for
-    the others (else `None`; see `take_blocks`). The lengths of the first
-    three depend on the data.
+    Args:
+        keys: `(B, T, E)` history, `T` a multiple of `size`.
+        valid: `(B, T)` boolean mask of the valid positions.
+        size: int. The block size `P`.
+
+    Attributes:
+        keys: `(N, P, E)`, the history rows of the `N` kept blocks.
+        valid: `(N, P)`, which of their positions are valid.
+        owners: `(N,)`, the sequence (batch index) each block belongs to.
     """
-    if size == 1:
-        kept = ops.reshape(keys_mask, (-1,))
-        positions = ops.where(kept)[0]
-        valid = None
-    else:
-        blocks = ops.reshape(keys_mask, (-1, size))
-        kept = ops.any(blocks, axis=-1)
-        positions = ops.where(kept)[0]
-        valid = ops.take(blocks, positions, axis=0)
-    per_history = ops.cast(ops.shape(keys_mask)[1] // size, positions.dtype)
-    rank = None
-    if keras.backend.backend() == "tensorflow":
-        rank = ops.cumsum(ops.cast(kept, "int32")) - 1
-        rank = ops.where(kept, rank, ops.cast(ops.shape(positions)[0], "int32"))
-    return Blocks(size, positions, positions // per_history, valid, rank)
 
+    def __init__(self, keys, valid, size):
+        self.size = size
+        self._batch, history = ops.shape(keys)[0], ops.shape(keys)[1]
+        self._per_history = history // size
+        blocks = ops.reshape(valid, (-1, size))
+        self._kept = ops.any(blocks, axis=-1)
+        self._positions = ops.where(self._kept)[0]
+        self.owners = self._positions // ops.cast(
+            self._per_history, self._positions.dtype
+        )
+        self.valid = ops.take(blocks, self._positions, axis=0)
+        self.keys = self.take(keys)
 
-def take_blocks(values, blocks):
-    """`ops.take(values, blocks.positions, axis=0)`: the kept blocks' rows.
+    def take(self, values):
+        """The kept blocks' rows of a `(B, T, D)` tensor, as `(N, P, D)`."""
+        blocks = ops.reshape(values, (-1, self.size, values.shape[-1]))
+        return take_rows(blocks, self._positions, self._kept)
 
-    On TensorFlow the gradient is computed by a gather too: TensorFlow's own
-    gradient of a gather is an `UnsortedSegmentSum`, which on the CPU costs
-    about twice a gather of the whole of `values`. As the positions are
-    distinct, the gradient of a kept block is the row of the upstream
-    gradient at its rank among the kept blocks; that of any other is zero.
-    """
-    if blocks.rank is None:
-        return ops.take(values, blocks.positions, axis=0)
+    def scatter(self, rows):
+        """Puts `(N, P, D)` block rows back into a `(B, T, D)` tensor of zeros.
 
-    @ops.custom_gradient
-    def take(values):
-        def gradient(upstream):
-            # The blocks that were not kept have rank N: this zero row.
-            zero = ops.zeros_like(upstream[:1])
-            padded = ops.concatenate([upstream, zero], axis=0)
-            return ops.take(padded, blocks.rank, axis=0)
+        (`scatter_update`, because Keras's torch `scatter` loops over the
+        rows in Python.)
+        """
+        depth = rows.shape[-1]
+        every = self._place(ops.reshape(rows, (-1, self.size * depth)))
+        return ops.reshape(every, (self._batch, -1, depth))
 
-        return ops.take(values, blocks.positions, axis=0), gradient
+    def weighted_sum(self, weights):
+        """`sum_t weights[b, t] * keys[b, t]` over the kept rows: `(B, 1, E)`.
 
-    return take(values)
+        `weights` is `(B, T, 1)`, zero at every padding position. The sum is
+        taken in float32: a float16 running sum over a long history would
+        lose the digits that a dense reduction keeps.
+        """
+        dim = self.keys.shape[-1]
+        weighted = self.take(weights) * self.keys
+        weighted = ops.sum(ops.cast(weighted, "float32"), axis=1)  # (N, E)
+        if sums_by_segment():
+            pooled = ops.segment_sum(weighted, self.owners, num_segments=self._batch)
+        else:
+            # Each block's sum at its place, then a sum over each history.
+            every = ops.reshape(self._place(weighted), (self._batch, -1, dim))
+            pooled = ops.sum(every, axis=1)
+        return ops.cast(ops.expand_dims(pooled, 1), self.keys.dtype)
 
-
-def to_every_position(rows, blocks, batch, history):
-    """Puts the rows of gathered blocks back into a `(B, T, C)` tensor.
-
-    `rows` holds `(N * P, C)` rows, `P` (`blocks.size`) per kept block. The
-    other positions get 0. (`scatter_update`, because keras' torch `scatter`
-    loops over the rows in Python.)
-    """
-    width = blocks.size * ops.shape(rows)[1]
-    every = ops.scatter_update(
-        ops.zeros((batch * (history // blocks.size), width), rows.dtype),
-        ops.expand_dims(blocks.positions, -1),
-        ops.reshape(rows, (-1, width)),
-    )
-    return ops.reshape(every, (batch, history, ops.shape(rows)[1]))
+    def _place(self, rows):
+        """`(N, D)` rows at their blocks' places in a `(B * T / P, D)` zero."""
+        zero = ops.zeros((1, rows.shape[-1]), rows.dtype)
+        return ops.scatter_update(
+            ops.broadcast_to(zero, (self._batch * self._per_history, rows.shape[-1])),
+            ops.expand_dims(self._positions, -1),
+            rows,
+        )

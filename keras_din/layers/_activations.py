@@ -1,0 +1,65 @@
+"""The activation of the unit's hidden layers: names, functions, layers."""
+
+import keras
+from keras import ops
+
+from keras_din.layers.dice import Dice
+
+
+def activation_factory(activation, argument="activation"):
+    """Returns `(make_layer, function)` for the hidden layers' activation.
+
+    `make_layer(name)` makes one fresh activation layer per hidden layer.
+    `function` is the activation as a plain function when it has no state
+    (else `None`): the unit applies it directly, as the overhead of a layer
+    call is comparable to a sigmoid over a small batch.
+    """
+    if isinstance(activation, keras.layers.Layer):
+        config = activation.get_config()
+        config.pop("name", None)
+        return (
+            lambda name: activation.__class__.from_config({**config, "name": name}),
+            None,
+        )
+    if isinstance(activation, str) and activation.lower() == "dice":
+        return (lambda name: Dice(name=name)), None
+    if isinstance(activation, str) and activation.lower() == "prelu":
+        # One slope per channel, starting at 0.25 as in the PReLU paper and
+        # in torch.nn.PReLU (keras.layers.PReLU alone would start at 0).
+        return (
+            lambda name: keras.layers.PReLU(
+                alpha_initializer=keras.initializers.Constant(0.25), name=name
+            ),
+            None,
+        )
+    if isinstance(activation, str) or callable(activation):
+        try:
+            function = keras.activations.get(activation)
+        except (ValueError, TypeError):
+            function = None
+        if function is keras.activations.sigmoid:
+            # keras.activations.sigmoid hangs its input on the output (for
+            # losses): autograd, which keeps the output, would keep the
+            # pre-activation alive too, a hidden layer's worth of memory.
+            function = ops.sigmoid
+        if function is not None:
+            return (lambda name: keras.layers.Activation(function, name=name)), function
+    raise ValueError(
+        f"`{argument}` must be a Keras activation name, 'dice', 'prelu', an "
+        f"activation function or a keras.layers.Layer. Received: "
+        f"{argument}={activation!r}"
+    )
+
+
+def serialize_activation(activation):
+    if isinstance(activation, str):
+        return activation
+    if isinstance(activation, keras.layers.Layer):
+        return keras.saving.serialize_keras_object(activation)
+    return keras.activations.serialize(activation)
+
+
+def deserialize_activation(config):
+    if isinstance(config, dict):
+        return keras.saving.deserialize_keras_object(config)
+    return config

@@ -1,0 +1,95 @@
+"""The few places where the backends differ for keras-din.
+
+Everything else is written once with `keras.ops`; this module is the only one
+that asks which backend runs.
+"""
+
+import keras
+from keras import ops
+
+from keras_din.layers._checks import static_shape
+
+
+def _backend():
+    return keras.backend.backend()
+
+
+def has_dynamic_shapes():
+    """Whether tensors whose size depends on the data can be computed.
+
+    JAX's `jit` (which Keras uses on that backend to train and predict)
+    needs every shape to be static.
+    """
+    return _backend() != "jax"
+
+
+def is_tracing_fixed_shapes():
+    """Whether a torch tracer is recording a graph of fixed shapes now.
+
+    `torch.jit.trace` (the ONNX exporter's TorchScript route), `torch.export`
+    (Keras's `format="torch"` and the ONNX dynamo route) and `torch.compile`
+    record no data-dependent sizes (or record one value of them), so the
+    layers compute every position while one of them runs.
+    """
+    if _backend() != "torch":
+        return False
+    import torch  # already imported by Keras on this backend
+
+    compiler = getattr(torch, "compiler", None)  # older torch lacks these
+    return bool(
+        torch.jit.is_tracing()
+        or getattr(compiler, "is_compiling", lambda: False)()
+        or getattr(compiler, "is_exporting", lambda: False)()
+    )
+
+
+def take_rows(values, positions, kept):
+    """`ops.take(values, positions, axis=0)` for distinct kept `positions`.
+
+    `kept` is the boolean vector, over the rows of `values`, of which rows
+    `positions` lists. On TensorFlow the gradient is computed by a gather
+    too: TensorFlow's own gradient of a gather is an `UnsortedSegmentSum`,
+    which on the CPU costs about twice a gather of the whole of `values`. As
+    the positions are distinct, the gradient of a kept row is the upstream
+    row at its rank among the kept ones, that of any other row zero.
+    """
+    if _backend() != "tensorflow":
+        return ops.take(values, positions, axis=0)
+    rank = ops.cumsum(ops.cast(kept, "int32")) - 1
+    # The rows that were not kept point at an appended zero row.
+    rank = ops.where(kept, rank, ops.cast(ops.shape(positions)[0], "int32"))
+
+    @ops.custom_gradient
+    def take(values):
+        def gradient(upstream):
+            zero = ops.zeros_like(upstream[:1])
+            return ops.take(ops.concatenate([upstream, zero], axis=0), rank, axis=0)
+
+        return ops.take(values, positions, axis=0), gradient
+
+    return take(values)
+
+
+def sums_by_segment():
+    """Whether rows are summed per sequence by `segment_sum`, else by place.
+
+    TensorFlow's segment sum is a fifth faster under XLA than placing the
+    rows in a zero buffer and summing each history (measured at the
+    benchmark's paper size). torch's, a scatter-add, is serial on the CPU:
+    10-18% slower steps than placing.
+    """
+    return _backend() == "tensorflow"
+
+
+def to_history_length(keys_mask, keys):
+    """`keys_mask` with the history length of `keys`, where JAX cannot tell.
+
+    Exported from JAX (`jax2tf`), an explicit `(B, T)` mask input and the
+    history get distinct symbolic lengths, which JAX cannot prove equal. A
+    mask padded by `T` positions and cut to `T` has the history's own.
+    """
+    if _backend() != "jax" or static_shape(keys_mask)[1] is not None:
+        return keys_mask
+    history = ops.shape(keys)[1]
+    padded = ops.pad(keys_mask, [[0, 0], [0, history]])
+    return padded[:, :history]

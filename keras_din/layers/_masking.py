@@ -1,0 +1,49 @@
+"""Valid history positions, and a softmax over them."""
+
+import keras
+from keras import ops
+
+from keras_din.layers._backend import to_history_length
+
+
+def valid_positions(keys, keys_length=None, keys_mask=None):
+    """The `(B, T)` boolean mask of valid positions of `keys`, or `None`.
+
+    Position `t` is valid when `t < keys_length` (if given) and the mask
+    (if given) says so. `keys_length`, of an integer dtype and shape `(B,)`
+    or `(B, 1)`, may lie outside `[0, T]`: above means all valid, at or below
+    0 none.
+    """
+    valid = None
+    if keys_length is not None:
+        history = ops.shape(keys)[1]
+        dtype = keras.backend.standardize_dtype(keys_length.dtype)
+        if dtype in ("int64", "uint32", "uint64"):
+            # Clipped to [0, T] in their own dtype, so that lengths beyond
+            # the int32 range do not wrap around in the cast.
+            keys_length = ops.clip(keys_length, 0, ops.cast(history, dtype))
+        lengths = ops.reshape(ops.cast(keys_length, "int32"), (-1, 1))
+        valid = ops.expand_dims(ops.arange(history, dtype="int32"), 0) < lengths
+    if keys_mask is not None:
+        keys_mask = to_history_length(ops.cast(keys_mask, "bool"), keys)
+        valid = keys_mask if valid is None else ops.logical_and(valid, keys_mask)
+    return valid
+
+
+def masked_softmax(scores, valid):
+    """Softmax over axis 1 restricted to `valid`; all-invalid rows give 0.
+
+    Computed in float32 so that float16 scores neither overflow nor lose the
+    normalisation, and written so that no inf or NaN can reach the gradient.
+    """
+    scores32 = ops.cast(scores, "float32")
+    if valid is None:
+        return ops.cast(ops.softmax(scores32, axis=1), scores.dtype)
+    lowest = ops.full_like(scores32, -3.0e38)
+    row_max = ops.max(ops.where(valid, scores32, lowest), axis=1, keepdims=True)
+    row_max = ops.stop_gradient(row_max)
+    shifted = ops.where(valid, scores32 - row_max, ops.zeros_like(scores32))
+    exps = ops.exp(shifted) * ops.cast(valid, "float32")
+    total = ops.sum(exps, axis=1, keepdims=True)
+    total = ops.where(total > 0, total, ops.ones_like(total))
+    return ops.cast(exps / total, scores.dtype)

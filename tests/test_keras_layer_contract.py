@@ -1,0 +1,225 @@
+"""Keras's layer contract, on every public layer and backend.
+
+For each layer, several configurations are called symbolically (as in a
+functional model) and eagerly under the float32, mixed_float16 and
+mixed_bfloat16 policies and under a layer-level `dtype=`; the two calls must
+agree in shape and dtype, and the output dtype must be the layer's compute
+dtype. As a second check, the same configurations go through the harness
+that Keras tests its own layers with, `keras.src.testing.TestCase.
+run_layer_test` (private API: tox pins the Keras version it was written for).
+"""
+
+import keras
+import numpy as np
+import pytest
+from keras.src import testing
+
+from keras_din import AttentionSequencePoolingLayer
+from keras_din import Dice
+from keras_din import LocalActivationUnit
+from keras_din import MiniBatchAwareEmbedding
+
+RNG = np.random.default_rng(0)
+
+
+def floats(*shape):
+    return RNG.normal(size=shape).astype("float32")
+
+
+QUERY, QUERY3, KEYS = floats(4, 1, 8), floats(4, 3, 8), floats(4, 6, 8)
+LENGTHS = np.array([[0], [2], [6], [9]], "int32")
+MASK = RNG.random((4, 6)) < 0.6
+
+# (id, layer class, constructor arguments, inputs, call arguments).
+CASES = [
+    ("unit", LocalActivationUnit, {"hidden_units": (16, 8)}, [QUERY, KEYS], {}),
+    (
+        "unit-dice-3-candidates",
+        LocalActivationUnit,
+        {"hidden_units": (8,), "activation": "dice"},
+        [QUERY3, KEYS],
+        {"keys_mask": MASK},
+    ),
+    (
+        "unit-prelu-bn-dropout",
+        LocalActivationUnit,
+        {
+            "hidden_units": (8, 4),
+            "activation": "prelu",
+            "use_bn": True,
+            "dropout_rate": 0.2,
+            "seed": 1,
+        },
+        [QUERY, KEYS],
+        {},
+    ),
+    (
+        "unit-query-index",
+        LocalActivationUnit,
+        {"hidden_units": (8, 4)},
+        [QUERY3, floats(7, 2, 8)],
+        {"query_index": np.array([0, 3, 3, 1, 2, 0, 1], "int32")},
+    ),
+    (
+        "pooling-lengths-softmax",
+        AttentionSequencePoolingLayer,
+        {"att_hidden_units": (16, 8), "weight_normalization": True},
+        [QUERY, KEYS, LENGTHS],
+        {},
+    ),
+    (
+        "pooling-raw-scores",
+        AttentionSequencePoolingLayer,
+        {"att_hidden_units": (8,), "return_score": True},
+        [QUERY3, KEYS, LENGTHS[:, 0]],
+        {},
+    ),
+    (
+        "pooling-explicit-mask-3-candidates",
+        AttentionSequencePoolingLayer,
+        {"att_hidden_units": (8, 4), "weight_normalization": True},
+        [QUERY3, KEYS],
+        {"mask": MASK},
+    ),
+    (
+        "pooling-dice-no-mask",
+        AttentionSequencePoolingLayer,
+        {"att_hidden_units": (8, 4), "att_activation": "dice"},
+        [QUERY, KEYS],
+        {},
+    ),
+    ("dice-2d", Dice, {}, floats(5, 4), {}),
+    ("dice-3d", Dice, {"epsilon": 1e-8}, floats(3, 5, 4), {}),
+    ("dice-axis-1", Dice, {"axis": 1}, floats(3, 4, 5), {}),
+    ("dice-momentum", Dice, {"momentum": 0.5}, floats(6, 2), {}),
+    (
+        "embedding",
+        MiniBatchAwareEmbedding,
+        {"input_dim": 10, "output_dim": 4},
+        RNG.integers(0, 10, (3, 5)).astype("int32"),
+        {},
+    ),
+    (
+        "embedding-l2",
+        MiniBatchAwareEmbedding,
+        {"input_dim": 10, "output_dim": 4, "l2": 0.1},
+        RNG.integers(0, 10, (3, 5)).astype("int32"),
+        {},
+    ),
+    (
+        "embedding-mask-zero",
+        MiniBatchAwareEmbedding,
+        {"input_dim": 10, "output_dim": 3, "mask_zero": True},
+        RNG.integers(0, 10, (4, 2)).astype("int32"),
+        {},
+    ),
+    (
+        "embedding-frequencies",
+        MiniBatchAwareEmbedding,
+        {
+            "input_dim": 6,
+            "output_dim": 2,
+            "l2": 0.5,
+            "frequencies": np.arange(6, dtype="float32"),
+        },
+        RNG.integers(0, 6, (8,)).astype("int32"),
+        {},
+    ),
+]
+IDS = [case[0] for case in CASES]
+POLICIES = ["float32", "mixed_float16", "mixed_bfloat16"]
+
+
+def symbolic(x):
+    """A Keras input like `x`, its batch size unknown."""
+    return keras.Input(batch_shape=(None, *x.shape[1:]), dtype=x.dtype)
+
+
+def symbolic_call_kwargs(kwargs):
+    # `query_index` indexes one query row per keys row: as data, not shape,
+    # it is given as the array itself in both calls.
+    return {k: v if k == "query_index" else symbolic(v) for k, v in kwargs.items()}
+
+
+def check_symbolic_matches_eager(layer_cls, init_kwargs, inputs, call_kwargs):
+    structure = inputs if isinstance(inputs, list) else [inputs]
+    eager_layer = layer_cls(**init_kwargs)
+    eager = eager_layer(inputs, **call_kwargs)
+    symbolic_inputs = [symbolic(x) for x in structure]
+    symbolic_layer = layer_cls(**init_kwargs)
+    spec = symbolic_layer(
+        symbolic_inputs if isinstance(inputs, list) else symbolic_inputs[0],
+        **(
+            call_kwargs
+            if "query_index" in call_kwargs
+            else symbolic_call_kwargs(call_kwargs)
+        ),
+    )
+    dtype = keras.backend.standardize_dtype(eager.dtype)
+    assert dtype == spec.dtype == eager_layer.compute_dtype, (dtype, spec.dtype)
+    assert len(spec.shape) == len(eager.shape)
+    for s, e in zip(spec.shape, eager.shape, strict=True):
+        assert s is None or s == e, (spec.shape, eager.shape)
+    assert np.all(np.isfinite(keras.ops.convert_to_numpy(eager).astype("float32")))
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize(
+    "name, layer_cls, init_kwargs, inputs, call_kwargs", CASES, ids=IDS
+)
+def test_symbolic_and_eager_calls_agree(
+    policy, name, layer_cls, init_kwargs, inputs, call_kwargs
+):
+    keras.config.set_dtype_policy(policy)
+    check_symbolic_matches_eager(layer_cls, init_kwargs, inputs, call_kwargs)
+
+
+@pytest.mark.parametrize("dtype", ["mixed_bfloat16", "float16"])
+@pytest.mark.parametrize(
+    "name, layer_cls, init_kwargs, inputs, call_kwargs", CASES, ids=IDS
+)
+def test_layer_level_dtype_policy(
+    dtype, name, layer_cls, init_kwargs, inputs, call_kwargs
+):
+    check_symbolic_matches_eager(
+        layer_cls, {**init_kwargs, "dtype": dtype}, inputs, call_kwargs
+    )
+
+
+class _Harness(testing.TestCase):
+    def runTest(self):  # unittest wants one; the harness is called directly
+        pass
+
+
+def expected_shape(layer_cls, init_kwargs, inputs, call_kwargs):
+    output = layer_cls(**init_kwargs)(inputs, **call_kwargs)
+    return tuple(output.shape)
+
+
+# The harness calls `compute_output_spec` without the call arguments, which
+# `query_index` changes the meaning of: that case is checked above only.
+HARNESS_CASES = [case for case in CASES if "query_index" not in case[4]]
+
+
+@pytest.mark.parametrize(
+    "name, layer_cls, init_kwargs, inputs, call_kwargs",
+    HARNESS_CASES,
+    ids=[case[0] for case in HARNESS_CASES],
+)
+def test_keras_layer_harness(name, layer_cls, init_kwargs, inputs, call_kwargs):
+    harness = _Harness()
+    harness.run_layer_test(
+        layer_cls,
+        init_kwargs,
+        # A tuple: on TensorFlow the harness's training data go through
+        # `tf.data`, whose signatures take no lists.
+        input_data=tuple(inputs) if isinstance(inputs, list) else inputs,
+        call_kwargs={k: keras.ops.convert_to_tensor(v) for k, v in call_kwargs.items()},
+        expected_output_shape=expected_shape(
+            layer_cls, init_kwargs, inputs, call_kwargs
+        ),
+        # The training check fits on the inputs alone: call arguments such as
+        # an explicit mask are not passed there.
+        run_training_check=not call_kwargs,
+        run_mixed_precision_check=True,
+    )
