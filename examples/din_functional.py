@@ -48,8 +48,10 @@ def din_model(embedding_dim=8):
     interest = keras_din.AttentionSequencePoolingLayer(
         att_hidden_units=(32, 16), att_activation="dice"
     )([candidate_embedding, items(history)])  # (B, 1, E), masked by id 0
-    features = keras.layers.Flatten()(
-        keras.layers.Concatenate()([candidate_embedding, interest])
+    # keras.ops carry no Keras mask: a Flatten layer here would warn that
+    # it drops the candidate's (from `mask_zero`).
+    features = keras.ops.squeeze(
+        keras.ops.concatenate([candidate_embedding, interest], axis=-1), axis=1
     )
     hidden = keras.layers.Dense(32, activation="relu")(features)
     output = keras.layers.Dense(1, activation="sigmoid")(hidden)

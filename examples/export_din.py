@@ -11,7 +11,8 @@ per batch.
     KERAS_BACKEND=jax python examples/export_din.py
     KERAS_BACKEND=torch python examples/export_din.py   # needs onnx, onnxruntime
 
-A SavedModel of a torch-trained model: save it as `.keras`, then load and
+Every artifact comes from plain `model.export`. A SavedModel of a
+torch-trained model: save it as `.keras`, then load and
 export it with KERAS_BACKEND=tensorflow (see the README).
 """
 
@@ -25,7 +26,6 @@ import numpy as np
 
 import keras_din
 from keras_din.export import FORMATS
-from keras_din.export import export_model
 
 NUM_ITEMS = 200
 NUM_CATEGORIES = 10
@@ -53,7 +53,8 @@ def din_model(embedding_dim=8):
     interest = keras_din.AttentionSequencePoolingLayer(
         att_hidden_units=(32, 16), att_activation="dice", weight_normalization=True
     )([query, items(history)])
-    features = keras.layers.Flatten()(keras.layers.Concatenate()([query, interest]))
+    # keras.ops carry no Keras mask (a Flatten layer would warn it drops one).
+    features = keras.ops.squeeze(keras.ops.concatenate([query, interest], -1), 1)
     hidden = keras.layers.Dense(32, activation="relu")(features)
     output = keras.layers.Dense(1, activation="sigmoid")(hidden)
     return keras.Model([candidate, history], output, name="din")
@@ -70,7 +71,7 @@ def export_and_load(model, fmt, directory):
     """Exports `model` as `fmt`; returns (path, predict function)."""
     if fmt == "tf_saved_model":
         path = directory / "din_saved_model"
-        export_model(model, path, verbose=False)
+        model.export(path, verbose=False)
         import tensorflow as tf
 
         served = tf.saved_model.load(str(path))
@@ -79,7 +80,7 @@ def export_and_load(model, fmt, directory):
         import onnxruntime
 
         path = directory / "din.onnx"
-        export_model(model, path, format="onnx", verbose=False)
+        model.export(path, format="onnx", verbose=False)
         session = onnxruntime.InferenceSession(str(path))
         names = [i.name for i in session.get_inputs()]
         return path, lambda x: session.run(None, dict(zip(names, x, strict=True)))[0]
@@ -88,8 +89,7 @@ def export_and_load(model, fmt, directory):
 
         batch, history = torch.export.Dim("batch"), torch.export.Dim("history")
         path = directory / "din.pt2"
-        export_model(
-            model,
+        model.export(
             path,
             format="torch",
             # Batch size and history length stay free in the program.

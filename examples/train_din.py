@@ -26,7 +26,6 @@ import json
 import os
 import sys
 import time
-import warnings
 
 import keras
 import numpy as np
@@ -36,8 +35,6 @@ import keras_din
 import keras_din.export
 from keras_din import datasets
 from keras_din import metrics
-
-warnings.filterwarnings("ignore", message=".*Flatten.*does not support masking")
 
 FEATURES = ("candidate", "candidate_category", "history", "history_category")
 
@@ -139,8 +136,9 @@ def build_model(kind, x_train, sizes, args):
         )([query, keys])
     else:
         interest = SumPooling(name="sum_pooling")(keys)
-    # The candidate's mask (its id is never 0) ends here, at the Flatten.
-    hidden = keras.layers.Flatten()(keras.layers.Concatenate()([query, interest]))
+    # The candidate's mask (its id is never 0) ends here: keras.ops carry no
+    # Keras mask, where a Flatten layer would warn that it drops one.
+    hidden = ops.squeeze(ops.concatenate([query, interest], axis=-1), axis=1)
     for units in (64, 32):
         hidden = keras.layers.Dense(units)(hidden)
         hidden = (
@@ -199,6 +197,7 @@ def export(model, output):
     name = {"tf_saved_model": "din_export", "onnx": "din.onnx"}[export_format]
     path = os.path.join(output, name)
     try:
+        # `export_model`: on JAX the two history features share one length.
         keras_din.export.export_model(model, path, format=export_format, verbose=False)
     except Exception as error:  # Export needs optional packages (TF, onnx).
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
