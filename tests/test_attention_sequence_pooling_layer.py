@@ -184,6 +184,32 @@ def test_all_histories_empty(rng, candidates):
 
 
 @pytest.mark.parametrize("weight_normalization", [False, True])
+def test_batch_of_empty_histories_trains(weight_normalization):
+    # Cold-start users make whole batches without a history item.
+    candidate = keras.Input((1,), dtype="int32")
+    history = keras.Input((6,), dtype="int32")
+    items = keras.layers.Embedding(20, 4, mask_zero=True)
+    pooled = AttentionSequencePoolingLayer(
+        att_hidden_units=HIDDEN, weight_normalization=weight_normalization
+    )([items(candidate), items(history)])
+    output = keras.layers.Dense(1, activation="sigmoid")(keras.ops.squeeze(pooled, 1))
+    model = keras.Model([candidate, history], output)
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    inputs = [np.ones((8, 1), "int32"), np.zeros((8, 6), "int32")]
+    model.fit(inputs, np.ones((8, 1), "float32"), epochs=2, verbose=0)
+    for weight in model.weights:
+        assert np.all(np.isfinite(to_numpy(weight))), weight.path
+    assert np.all(to_numpy(pooled_of(model, inputs)) == 0)
+
+
+def pooled_of(model, inputs):
+    layer = next(
+        x for x in model.layers if isinstance(x, AttentionSequencePoolingLayer)
+    )
+    return keras.Model(model.inputs, layer.output)(inputs)
+
+
+@pytest.mark.parametrize("weight_normalization", [False, True])
 def test_history_of_length_one(rng, weight_normalization):
     query, keys = make_inputs(rng, history=1)
     lengths = np.array([1, 0, 1, 5, 0])

@@ -62,7 +62,8 @@ def take_rows(values, positions, kept):
     @ops.custom_gradient
     def take(values):
         def gradient(upstream):
-            zero = ops.zeros_like(upstream[:1])
+            # One zero row (not `upstream[:1]`, empty when no row is kept).
+            zero = ops.zeros((1, *upstream.shape[1:]), upstream.dtype)
             return ops.take(ops.concatenate([upstream, zero], axis=0), rank, axis=0)
 
         return ops.take(values, positions, axis=0), gradient
