@@ -7,7 +7,7 @@ from keras_din.layers import Dice
 from keras_din.layers import LocalActivationUnit
 from keras_din.layers import MiniBatchAwareEmbedding
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AttentionSequencePoolingLayer",
