@@ -13,6 +13,20 @@ def _as_vectors(labels, scores):
             "`labels` and `scores` must have the same number of entries. "
             f"Received: {labels.shape[0]} labels and {scores.shape[0]} scores"
         )
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        raise ValueError(
+            "`scores` must be finite. "
+            f"Received: {int(bad.sum())} NaN or infinite of {scores.size} scores"
+        )
+    if labels.dtype != bool:
+        not_binary = (labels != 0) & (labels != 1)
+        if not_binary.any():
+            raise ValueError(
+                "`labels` must be 0 or 1 (or booleans). "
+                f"Received: {int(not_binary.sum())} other values of {labels.size}, "
+                f"such as {labels[not_binary][0]!r}"
+            )
     return labels.astype(bool), scores
 
 
@@ -48,7 +62,8 @@ def auc(labels, scores):
         A Python float in `[0, 1]`.
 
     Raises:
-        ValueError: if the sizes differ or the labels hold only one class.
+        ValueError: if the sizes differ, the labels hold only one class or
+            values other than 0 and 1, or a score is NaN or infinite.
 
     Example:
 

@@ -484,6 +484,8 @@ def test_gradients_finite_with_empty_rows_and_large_scores(rng):
         (lambda q, k, n: [q, k, np.zeros((5, 2), "int32")], "keys_length"),
         (lambda q, k, n: [q, k, np.zeros((5, 1, 1), "int32")], "keys_length"),
         (lambda q, k, n: [q, k, n[:3]], "same batch size"),
+        (lambda q, k, n: {"query": q, "keys": k}, r"Received: dict"),
+        (lambda q, k, n: None, r"Received: NoneType None"),
     ],
 )
 def test_bad_inputs(rng, inputs, message):
@@ -493,7 +495,7 @@ def test_bad_inputs(rng, inputs, message):
     with pytest.raises(ValueError, match=message) as error:
         AttentionSequencePoolingLayer()(args)
     assert "Received" in str(error.value)
-    if isinstance(args, list) and all(a is not None for a in args):
+    if isinstance(args, list) and all(a is not None for a in args):  # symbolic
         symbolic = [keras.Input(batch_shape=a.shape, dtype=a.dtype) for a in args]
         with pytest.raises(ValueError, match=message):
             AttentionSequencePoolingLayer()(symbolic)
@@ -560,3 +562,50 @@ def test_dice_statistics_and_padding(rng, dice_ignores_padding):
     expected = ref.pool(scores, keys, valid, False, True)
     actual = to_numpy(layer([query, keys, lengths], training=True))
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_float_mask_is_a_type_error(rng, dtype):
+    query, keys = make_inputs(rng)
+    mask = np.full((5, 7), 0.5, dtype)
+    # (Keras casts a float mask to the layer's float dtype before `call`.)
+    with pytest.raises(TypeError, match="`mask` must be boolean.*mask.dtype=float"):
+        AttentionSequencePoolingLayer()([query, keys], mask=mask)
+    symbolic = [keras.Input((1, 6)), keras.Input((7, 6))]
+    with pytest.raises(TypeError, match="`mask` must be boolean"):
+        AttentionSequencePoolingLayer()(symbolic, mask=keras.Input((7,)))
+
+
+def test_integer_mask_counts_nonzero_as_valid(rng):
+    query, keys = make_inputs(rng)
+    valid = rng.random((5, 7)) < 0.6
+    layer, scores = make_layer(rng, query, keys, return_score=True)
+    expected = ref.pool(scores, keys, valid, False, True)
+    actual = to_numpy(layer([query, keys], mask=valid.astype("int32") * 3))
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_non_float_keys_is_a_type_error(rng):
+    query, keys = make_inputs(rng)
+    with pytest.raises(TypeError, match="`keys` must have a float dtype"):
+        AttentionSequencePoolingLayer()([query, keys.astype("int32")])
+
+
+@pytest.mark.parametrize("weight_normalization, return_score", MODES)
+@pytest.mark.parametrize("by", ["lengths", "mask"])
+def test_history_axis_of_length_zero_gives_zeros(
+    rng, weight_normalization, return_score, by
+):
+    query, keys = make_inputs(rng, history=0)
+    layer = AttentionSequencePoolingLayer(
+        att_hidden_units=HIDDEN,
+        weight_normalization=weight_normalization,
+        return_score=return_score,
+    )
+    if by == "lengths":
+        out = layer([query, keys, np.array([0, 1, 3, 0, 2])])
+    else:
+        out = layer([query, keys], mask=np.zeros((5, 0), bool))
+    out = to_numpy(out)
+    assert out.shape == ((5, 1, 0) if return_score else (5, 1, 6))
+    assert np.all(out == 0)

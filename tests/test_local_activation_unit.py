@@ -214,6 +214,9 @@ def test_functional_model_save_load(rng, tmp_path):
         ({"l2_reg": -1.0}, "l2_reg"),
         ({"activation": "no_such_activation"}, "no_such_activation"),
         ({"activation": 3}, "activation"),
+        ({"dropout_rate": "0.1"}, "dropout_rate='0.1'"),
+        ({"l2_reg": "1"}, "l2_reg='1'"),
+        ({"dropout_rate": True}, "dropout_rate=True"),
     ],
 )
 def test_bad_arguments(kwargs, message):
@@ -301,3 +304,47 @@ def test_query_index_scores_each_keys_row_against_its_query_row(rng, candidates)
     actual = to_numpy(unit([query, pieces], query_index=index))
     assert actual.shape == (7, 3, candidates)
     np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+def halve(x):  # a plain, unregistered function
+    return x / 2
+
+
+def test_stateless_layer_of_an_unregistered_function_as_activation(rng):
+    query, keys = make_inputs(rng)
+    unit = LocalActivationUnit(
+        hidden_units=(8, 4), activation=keras.layers.Lambda(halve)
+    )
+    unit([query, keys])
+    arrays = random_like_weights(unit, rng)
+    unit.set_weights(arrays)
+    kernels, biases, w_o, b_o = split_dense_weights(arrays, 2)
+    expected = ref.unit_scores(
+        query, keys, kernels, biases, w_o, b_o, lambda i, x: x / 2
+    )
+    np.testing.assert_allclose(
+        to_numpy(unit([query, keys])), expected, rtol=1e-5, atol=1e-5
+    )
+
+
+def test_stateful_layer_that_cannot_be_rebuilt_is_named():
+    class Unregistered(keras.layers.PReLU):
+        def get_config(self):
+            return {**super().get_config(), "extra": 1}
+
+    with pytest.raises(ValueError, match="`activation` is a layer that cannot be"):
+        LocalActivationUnit(activation=Unregistered())
+
+
+@pytest.mark.parametrize("dtype", ["int32", "bool"])
+def test_non_float_query_or_keys_is_a_type_error(rng, dtype):
+    query, keys = make_inputs(rng)
+    for name, inputs in (
+        ("query", [query.astype(dtype), keys]),
+        ("keys", [query, keys.astype(dtype)]),
+    ):
+        with pytest.raises(TypeError, match=f"`{name}` must have a float dtype"):
+            LocalActivationUnit()(inputs)
+        symbolic = [keras.Input(batch_shape=x.shape, dtype=x.dtype) for x in inputs]
+        with pytest.raises(TypeError, match=f"`{name}` must have a float dtype"):
+            LocalActivationUnit()(symbolic)

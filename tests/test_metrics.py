@@ -73,3 +73,26 @@ def test_bad_input():
         metrics.gauc([1], [1, 0], [0.2, 0.3])
     with pytest.raises(ValueError, match="above 0.5"):
         metrics.rela_impr(0.7, 0.5)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_or_infinite_scores_are_rejected(bad):
+    scores = [0.1, bad, 0.4, bad]
+    with pytest.raises(
+        ValueError, match="`scores` must be finite.*2 NaN or infinite of 4"
+    ):
+        metrics.auc([0, 1, 1, 0], scores)
+    with pytest.raises(ValueError, match="`scores` must be finite"):
+        metrics.gauc([1, 1, 2, 2], [0, 1, 1, 0], scores)
+
+
+def test_labels_other_than_zero_and_one_are_rejected():
+    with pytest.raises(
+        ValueError, match="`labels` must be 0 or 1.*1 other values of 4"
+    ):
+        metrics.auc([0, 1, 2, 0], [0.1, 0.9, 0.4, 0.6])
+    with pytest.raises(ValueError, match="`labels` must be 0 or 1"):
+        metrics.gauc([1, 1, 2, 2], [0, 1, 0.5, 1], [0.1, 0.9, 0.4, 0.6])
+    # Booleans and 0/1 floats are labels.
+    assert metrics.auc([False, True], [0.1, 0.9]) == 1.0
+    assert metrics.auc([0.0, 1.0], [0.1, 0.9]) == 1.0

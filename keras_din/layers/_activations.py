@@ -17,6 +17,21 @@ def activation_factory(activation, argument="activation"):
     if isinstance(activation, keras.layers.Layer):
         config = activation.get_config()
         config.pop("name", None)
+        try:
+            activation.__class__.from_config(dict(config))
+        except Exception as error:
+            if not isinstance(
+                activation, (keras.layers.Lambda, keras.layers.Activation)
+            ):
+                raise ValueError(
+                    f"`{argument}` is a layer that cannot be rebuilt from its "
+                    "config, which gives each hidden layer its own copy: "
+                    f"{error}. Register its class (and any function it holds) "
+                    "with keras.saving.register_keras_serializable. "
+                    f"Received: {argument}={activation!r}"
+                ) from error
+            # Stateless: one object can serve every hidden layer.
+            return (lambda name: activation), None
         return (
             lambda name: activation.__class__.from_config({**config, "name": name}),
             None,

@@ -41,8 +41,10 @@ def split_inputs(inputs, layer_name, allowed_counts):
         if is_sequence:
             items = ", ".join(_describe(x) for x in inputs)
             received = f"a {type(inputs).__name__} of {len(inputs)}: [{items}]"
-        else:
+        elif isinstance(inputs, (tuple, list)) or hasattr(inputs, "shape"):
             received = f"a single tensor of shape {static_shape(inputs)}"
+        else:
+            received = f"{type(inputs).__name__} {inputs!r:.80}"
         raise ValueError(
             f"`{layer_name}` expects `inputs` to be a list or tuple of "
             f"{expected} tensors. Received: {received}"
@@ -60,6 +62,13 @@ def check_query_and_keys(query_shape, keys_shape, same_batch=True):
     export tracers (torch.onnx, jax.export) sizes may not be plain ints.
     """
     building = isinstance(keys_shape, (tuple, list))
+    if not building:
+        for name, x in (("query", query_shape), ("keys", keys_shape)):
+            if not keras.backend.is_float_dtype(x.dtype):
+                raise TypeError(
+                    f"`{name}` must have a float dtype (embeddings). "
+                    f"Received: {name}.dtype={dtype_name(x.dtype)}"
+                )
     query_shape, keys_shape = static_shape(query_shape), static_shape(keys_shape)
     if len(query_shape) != 3:
         raise ValueError(
@@ -107,7 +116,15 @@ def check_positive_units(name, units):
 
 
 def check_keys_mask(mask, keys, argument="mask"):
-    """Checks a boolean `(B, T)` mask of the positions of `keys`."""
+    """Checks a boolean (or integer) `(B, T)` mask of the positions of `keys`."""
+    if not hasattr(mask, "dtype") or not (
+        dtype_name(mask.dtype) == "bool" or is_integer(mask.dtype)
+    ):
+        received = dtype_name(mask.dtype) if hasattr(mask, "dtype") else type(mask)
+        raise TypeError(
+            f"`{argument}` must be boolean (or integer, nonzero meaning valid). "
+            f"Received: {argument}.dtype={received}"
+        )
     mask_shape, keys_shape = static_shape(mask), static_shape(keys)
     if len(mask_shape) != 2 or any(
         dims_disagree(m, k) for m, k in zip(mask_shape, keys_shape[:2], strict=True)
@@ -119,8 +136,16 @@ def check_keys_mask(mask, keys, argument="mask"):
         )
 
 
+def dtype_name(dtype):
+    """Keras's name of a dtype (`"float32"`, `"bool"`, ...), whatever its kind."""
+    try:
+        return keras.backend.standardize_dtype(dtype)
+    except ValueError:
+        return str(dtype)
+
+
 def is_integer(dtype):
-    name = keras.backend.standardize_dtype(dtype)
+    name = dtype_name(dtype)
     return name.startswith("int") or name.startswith("uint")
 
 
@@ -129,7 +154,7 @@ def check_keys_length(keys_length, keys):
     if not isinstance(keys_length, (tuple, list)) and not is_integer(keys_length.dtype):
         raise TypeError(
             "`keys_length` must have an integer dtype. "
-            f"Received: keys_length.dtype={keys_length.dtype}"
+            f"Received: keys_length.dtype={dtype_name(keys_length.dtype)}"
         )
     length_shape, keys_shape = static_shape(keys_length), static_shape(keys)
     if len(length_shape) not in (1, 2) or (
@@ -145,3 +170,23 @@ def check_keys_length(keys_length, keys):
             f"Received: keys_length.shape={length_shape}, "
             f"keys.shape={keys_shape}"
         )
+
+
+def check_rate(name, value):
+    """Checks a real number in `[0, 1)`; returns it as a float."""
+    if (
+        not isinstance(value, numbers.Real)
+        or isinstance(value, bool)
+        or not 0.0 <= value < 1.0
+    ):
+        raise ValueError(
+            f"`{name}` must be a float in [0, 1). Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def check_non_negative(name, value):
+    """Checks a real number `>= 0`; returns it as a float."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value >= 0:
+        raise ValueError(f"`{name}` must be a float >= 0. Received: {name}={value!r}")
+    return float(value)

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_din.layers._backend import to_history_length
+from keras_din.layers._checks import static_shape
 
 
 def valid_positions(keys, keys_length=None, keys_mask=None):
@@ -36,6 +37,8 @@ def masked_softmax(scores, valid):
     Computed in float32 so that float16 scores neither overflow nor lose the
     normalisation, and written so that no inf or NaN can reach the gradient.
     """
+    if static_shape(scores)[1] == 0:  # no position: nothing to normalise
+        return ops.zeros_like(scores)
     scores32 = ops.cast(scores, "float32")
     if valid is None:
         return ops.cast(ops.softmax(scores32, axis=1), scores.dtype)

@@ -63,7 +63,8 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
             `(B,)` or `(B, 1)`, the number of valid items of each history
             (values above `T` mean all valid, values at or below 0 none).
         mask: Optional boolean tensor of shape `(B, T)`, true at valid
-            positions, or a list of masks with one entry per input (of which
+            positions (an integer one counts nonzero as valid), or a list
+            of masks with one entry per input (of which
             the entry of `keys` is used). If omitted, Keras passes the mask
             that `keys` carries, if any (from `Embedding(mask_zero=True)`,
             say); an explicit `mask` replaces it, as everywhere in Keras.

@@ -5,8 +5,10 @@ from keras_din.layers._activations import activation_factory
 from keras_din.layers._activations import deserialize_activation
 from keras_din.layers._activations import serialize_activation
 from keras_din.layers._checks import check_keys_mask
+from keras_din.layers._checks import check_non_negative
 from keras_din.layers._checks import check_positive_units
 from keras_din.layers._checks import check_query_and_keys
+from keras_din.layers._checks import check_rate
 from keras_din.layers._checks import split_inputs
 from keras_din.layers._checks import static_shape
 from keras_din.layers._first_layer import first_layer
@@ -101,16 +103,9 @@ class LocalActivationUnit(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.hidden_units = check_positive_units("hidden_units", hidden_units)
-        if not 0.0 <= dropout_rate < 1.0:
-            raise ValueError(
-                f"`dropout_rate` must be in [0, 1). "
-                f"Received: dropout_rate={dropout_rate!r}"
-            )
-        if not l2_reg >= 0.0:
-            raise ValueError(f"`l2_reg` must be >= 0. Received: l2_reg={l2_reg!r}")
+        self.dropout_rate = check_rate("dropout_rate", dropout_rate)
+        self.l2_reg = check_non_negative("l2_reg", l2_reg)
         self.activation = deserialize_activation(activation)
-        self.l2_reg = l2_reg
-        self.dropout_rate = dropout_rate
         self.use_bn = use_bn
         self.seed = seed
         # Inputs carrying a Keras mask are taken without a warning; the
