@@ -149,11 +149,7 @@ def check_symbolic_matches_eager(layer_cls, init_kwargs, inputs, call_kwargs):
     symbolic_layer = layer_cls(**init_kwargs)
     spec = symbolic_layer(
         symbolic_inputs if isinstance(inputs, list) else symbolic_inputs[0],
-        **(
-            call_kwargs
-            if "query_index" in call_kwargs
-            else symbolic_call_kwargs(call_kwargs)
-        ),
+        **symbolic_call_kwargs(call_kwargs),
     )
     dtype = keras.backend.standardize_dtype(eager.dtype)
     assert dtype == spec.dtype == eager_layer.compute_dtype, (dtype, spec.dtype)

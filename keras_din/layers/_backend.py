@@ -4,6 +4,8 @@ Everything else is written once with `keras.ops`; this module is the only one
 that asks which backend runs.
 """
 
+import sys
+
 import keras
 from keras import ops
 
@@ -33,8 +35,8 @@ def is_tracing_fixed_shapes():
     """
     if _backend() != "torch":
         return False
-    import torch  # already imported by Keras on this backend
-
+    # The module Keras loaded for this backend (keras-din imports no backend).
+    torch = sys.modules["torch"]
     compiler = getattr(torch, "compiler", None)  # older torch lacks these
     return bool(
         torch.jit.is_tracing()
@@ -43,18 +45,19 @@ def is_tracing_fixed_shapes():
     )
 
 
-def take_rows(values, positions, kept):
-    """`ops.take(values, positions, axis=0)` for distinct kept `positions`.
+def row_taker(positions, kept):
+    """A function `values -> ops.take(values, positions, axis=0)`.
 
-    `kept` is the boolean vector, over the rows of `values`, of which rows
-    `positions` lists. On TensorFlow the gradient is computed by a gather
-    too: TensorFlow's own gradient of a gather is an `UnsortedSegmentSum`,
-    which on the CPU costs about twice a gather of the whole of `values`. As
-    the positions are distinct, the gradient of a kept row is the upstream
-    row at its rank among the kept ones, that of any other row zero.
+    `positions` lists, distinct and in order, the rows of `values` that the
+    boolean vector `kept` marks. On TensorFlow the gradient is computed by a
+    gather too: TensorFlow's own gradient of a gather is an
+    `UnsortedSegmentSum`, which on the CPU costs about twice a gather of the
+    whole of `values`. As the positions are distinct, the gradient of a kept
+    row is the upstream row at its rank among the kept ones, that of any
+    other row zero. The ranks are computed once, for every call.
     """
     if _backend() != "tensorflow":
-        return ops.take(values, positions, axis=0)
+        return lambda values: ops.take(values, positions, axis=0)
     rank = ops.cumsum(ops.cast(kept, "int32")) - 1
     # The rows that were not kept point at an appended zero row.
     rank = ops.where(kept, rank, ops.cast(ops.shape(positions)[0], "int32"))
@@ -68,7 +71,7 @@ def take_rows(values, positions, kept):
 
         return ops.take(values, positions, axis=0), gradient
 
-    return take(values)
+    return take
 
 
 def sums_by_segment():

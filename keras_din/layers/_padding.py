@@ -11,8 +11,8 @@ backend computes such tensors (see `_backend`).
 
 from keras import ops
 
+from keras_din.layers._backend import row_taker
 from keras_din.layers._backend import sums_by_segment
-from keras_din.layers._backend import take_rows
 
 # Block sizes, largest first. Each history computes (size - 1) / 2 padding
 # positions on average in its last block; a size is taken when that stays
@@ -54,8 +54,9 @@ class ValidBlocks:
         self._batch, history = ops.shape(keys)[0], ops.shape(keys)[1]
         self._per_history = history // size
         blocks = ops.reshape(valid, (-1, size))
-        self._kept = ops.any(blocks, axis=-1)
-        self._positions = ops.where(self._kept)[0]
+        kept = ops.any(blocks, axis=-1)
+        self._positions = ops.where(kept)[0]
+        self._take_rows = row_taker(self._positions, kept)
         self.owners = self._positions // ops.cast(
             self._per_history, self._positions.dtype
         )
@@ -65,7 +66,7 @@ class ValidBlocks:
     def take(self, values):
         """The kept blocks' rows of a `(B, T, D)` tensor, as `(N, P, D)`."""
         blocks = ops.reshape(values, (-1, self.size, values.shape[-1]))
-        return take_rows(blocks, self._positions, self._kept)
+        return self._take_rows(blocks)
 
     def scatter(self, rows):
         """Puts `(N, P, D)` block rows back into a `(B, T, D)` tensor of zeros.
