@@ -157,6 +157,42 @@ def test_movielens_bad_files(tmp_path):
         datasets.load_movielens(path)
 
 
+def test_empty_movielens_ratings_is_an_error(tmp_path):
+    path = tmp_path / "ratings.dat"
+    path.write_text("")
+    with pytest.raises(ValueError, match=r"ratings\.dat: no ratings found"):
+        datasets.load_movielens(path)
+    # Ratings, but no user with two: no samples at all.
+    path.write_text("1::10::5::100\n2::20::3::200\n")
+    with pytest.raises(ValueError, match=r"ratings\.dat: no samples"):
+        datasets.load_movielens(path)
+
+
+@pytest.mark.parametrize("user", [2**31, -1])
+def test_movielens_user_id_outside_int32_is_an_error(tmp_path, user):
+    path = tmp_path / "ratings.dat"
+    path.write_text(f"1::10::5::100\n{user}::20::3::200\n")
+    with pytest.raises(ValueError, match=r"ratings\.dat, line 2: expected a UserID"):
+        datasets.load_movielens(path)
+    # The largest int32 id loads, kept as it is.
+    path.write_text(f"{2**31 - 1}::10::5::100\n{2**31 - 1}::20::3::200\n")
+    _, (xt, _) = datasets.load_movielens(path)
+    assert np.all(xt["user"] == 2**31 - 1)
+
+
+def test_gz_file_that_is_not_gzip_is_an_error(tmp_path):
+    path = tmp_path / "ratings.dat.gz"
+    path.write_text(RATINGS)  # plain text under a .gz name
+    with pytest.raises(ValueError, match=r"ratings\.dat\.gz: expected gzip"):
+        datasets.load_movielens(path)
+    # A gzip file cut short fails the same way, after the lines it read.
+    with gzip.open(path, "wt") as handle:
+        handle.write(RATINGS * 50)
+    path.write_bytes(path.read_bytes()[:-30])
+    with pytest.raises(ValueError, match=r"ratings\.dat\.gz: expected gzip"):
+        datasets.load_movielens(path)
+
+
 # --- Amazon --------------------------------------------------------------------
 
 
@@ -255,3 +291,33 @@ def test_amazon_bad_files(tmp_path):
         datasets.load_amazon(reviews, meta_path=meta)
     with pytest.raises(FileNotFoundError, match="missing_meta.json"):
         datasets.load_amazon(reviews, meta_path=tmp_path / "missing_meta.json")
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_non_utf8_amazon_line_is_an_error(tmp_path, compressed):
+    lines = [review("U1", "B1", 1), review("U1", "B2", 2), review("U2", "B1", 3)]
+    data = "\n".join(lines).encode()
+    data = data.replace(b"works", b"w\xffrks", 1)  # in the first line
+    data = data.replace(b"someone", b"some\xe9one", 3)  # Latin-1, lines 1-3
+    path = tmp_path / ("reviews.json.gz" if compressed else "reviews.json")
+    path.write_bytes(gzip.compress(data) if compressed else data)
+    with pytest.raises(
+        ValueError, match=r"reviews\.json(\.gz)?, line 1: expected utf-8"
+    ):
+        datasets.load_amazon(path)
+    # The error names the first bad line, not the chunk a decoder read.
+    data = (
+        "\n".join(lines).encode() + b"\n" + lines[0].encode().replace(b"U1", b"\xff1")
+    )
+    path.write_bytes(gzip.compress(data) if compressed else data)
+    with pytest.raises(
+        ValueError, match="line 4: expected utf-8 text. Received: byte 0xff"
+    ):
+        datasets.load_amazon(path)
+
+
+def test_amazon_reviews_with_no_repeat_user_is_an_error(tmp_path):
+    path = tmp_path / "reviews.json"
+    path.write_text(review("U1", "B1", 1) + "\n" + review("U2", "B1", 2) + "\n")
+    with pytest.raises(ValueError, match=r"reviews\.json: no samples"):
+        datasets.load_amazon(path)

@@ -336,6 +336,16 @@ def test_stateful_layer_that_cannot_be_rebuilt_is_named():
         LocalActivationUnit(activation=Unregistered())
 
 
+@pytest.mark.parametrize("dtype, expected", [("float64", "float64"), ("str", "string")])
+def test_keys_mask_dtype_error_names_the_dtype_passed(rng, dtype, expected):
+    query, keys = make_inputs(rng)
+    mask = np.full((4, 6), "a") if dtype == "str" else np.ones((4, 6), dtype)
+    with pytest.raises(TypeError, match=f"Received: keys_mask.dtype={expected}"):
+        LocalActivationUnit()([query, keys], keys_mask=mask)
+    with pytest.raises(TypeError, match=f"Received: keys_mask.dtype={expected}"):
+        LocalActivationUnit()([query, keys], mask)  # positional
+
+
 @pytest.mark.parametrize("dtype", ["int32", "bool"])
 def test_non_float_query_or_keys_is_a_type_error(rng, dtype):
     query, keys = make_inputs(rng)

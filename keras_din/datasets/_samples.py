@@ -2,6 +2,7 @@
 
 import gzip
 import os
+import zlib
 
 import numpy as np
 
@@ -9,16 +10,38 @@ SAMPLE_KEYS = ("user", "history", "history_category", "candidate", "candidate_ca
 
 
 def open_lines(path, encoding="utf-8"):
-    """Yields `(line_number, line)` of a text file, gzip-compressed or not."""
+    """Yields `(line_number, line)` of a text file, gzip-compressed or not.
+
+    Raises a `ValueError` naming the file (and the line) for a `.gz` file
+    that is not gzip data and for a line that is not `encoding` text.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Data file not found: {path}")
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding=encoding) as handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.strip()
-            if line:
-                yield number, line
+    # Read as bytes and decoded line by line, so that a decoding error
+    # names its line (a text stream decodes ahead, in chunks).
+    with opener(path, "rb") as handle:
+        number = 0
+        try:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    line = raw.decode(encoding).strip()
+                except UnicodeDecodeError as error:
+                    raise ValueError(
+                        f"{path}, line {number}: expected {encoding} text. "
+                        f"Received: byte {raw[error.start]:#04x} at column "
+                        f"{error.start + 1}"
+                    ) from None
+                if line:
+                    yield number, line
+        except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+            where = f" after line {number}" if number else ""
+            raise ValueError(
+                f"{path}: expected gzip-compressed data (the name ends in "
+                f"`.gz`). Received: data that cannot be decompressed{where} "
+                f"({error})"
+            ) from None
 
 
 def malformed(path, number, expected, line):
@@ -61,7 +84,7 @@ def _sample_negatives(rng, count, num_items, seen):
 
 
 def sequences_to_samples(
-    sequences, item_categories, max_history, max_samples_per_user, seed
+    sequences, item_categories, max_history, max_samples_per_user, seed, source
 ):
     """Leave-one-out samples with one sampled negative per positive.
 
@@ -70,7 +93,8 @@ def sequences_to_samples(
     earlier item from the second on a training target; the history of a
     target is the items before it (the most recent `max_history`). Each
     target gives a positive sample and a negative one whose candidate is a
-    random item the user never interacted with.
+    random item the user never interacted with. A `ValueError` naming
+    `source` (the data file) says when no user has two items.
     """
     check_max_history(max_history)
     rng = np.random.default_rng(seed)
@@ -93,6 +117,12 @@ def sequences_to_samples(
             history = items[max(0, target - max_history) : target]
             splits[split].append((user, history, items[target], 1.0))
             splits[split].append((user, history, negative, 0.0))
+    if not splits["test"]:
+        raise ValueError(
+            f"{source}: no samples, since no user has two or more interactions "
+            "(a user's last one is the test target, the earlier ones the "
+            "training targets and histories)"
+        )
     return tuple(
         _to_arrays(rows, item_categories, max_history)
         for rows in (splits["train"], splits["test"])

@@ -65,7 +65,9 @@ def load_amazon(
     Raises:
         FileNotFoundError: if the reviews file or a given metadata file is
             not found.
-        ValueError: on a malformed line, naming the file and the line.
+        ValueError: naming the file (and the line): on a malformed line or
+            one that is not UTF-8, a `.gz` file that is not gzip data, an
+            empty file, or one where no user has two reviews.
     """
     if path is None:
         path = fetch(REVIEWS_FILE + ".gz", SNAP_URL + REVIEWS_FILE + ".gz")
@@ -107,7 +109,12 @@ def load_amazon(
         for user, (_, items) in enumerate(sorted(reviews.items()), start=1)
     ]
     return sequences_to_samples(
-        sequences, item_categories, max_history, max_samples_per_user, seed
+        sequences,
+        item_categories,
+        max_history,
+        max_samples_per_user,
+        seed,
+        source=path,
     )
 
 

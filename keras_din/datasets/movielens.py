@@ -13,6 +13,9 @@ from keras_din.datasets._samples import sequences_to_samples
 ML_1M_URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
 RATINGS_FORMAT = "`UserID::MovieID::Rating::Timestamp` with integer fields"
 MOVIES_FORMAT = "`MovieID::Title::Genres` with an integer MovieID"
+# Users keep their ids, which the samples hold as int32.
+MAX_USER_ID = 2**31 - 1
+USER_ID_RANGE = f"a UserID in [0, {MAX_USER_ID}] (users keep their ids, as int32)"
 
 
 def load_movielens(path=None, max_history=20, max_samples_per_user=None, seed=0):
@@ -48,7 +51,9 @@ def load_movielens(path=None, max_history=20, max_samples_per_user=None, seed=0)
 
     Raises:
         FileNotFoundError: if `ratings.dat` is not found.
-        ValueError: on a malformed line, naming the file and the line.
+        ValueError: naming the file (and the line): on a malformed line, a
+            user id outside the int32 range, a `.gz` file that is not gzip
+            data, an empty file, or one where no user has two ratings.
     """
     ratings_path = _ratings_path(path)
     user_items = {}
@@ -60,7 +65,11 @@ def load_movielens(path=None, max_history=20, max_samples_per_user=None, seed=0)
             user, movie, _, timestamp = (int(field) for field in fields)
         except ValueError:
             raise malformed(ratings_path, number, RATINGS_FORMAT, line) from None
+        if not 0 <= user <= MAX_USER_ID:
+            raise malformed(ratings_path, number, USER_ID_RANGE, line)
         user_items.setdefault(user, []).append((timestamp, movie))
+    if not user_items:
+        raise ValueError(f"{ratings_path}: no ratings found (the file is empty)")
 
     movies = sorted({movie for items in user_items.values() for _, movie in items})
     movie_index = {movie: index for index, movie in enumerate(movies, start=1)}
@@ -76,7 +85,12 @@ def load_movielens(path=None, max_history=20, max_samples_per_user=None, seed=0)
         for user, items in sorted(user_items.items())
     ]
     return sequences_to_samples(
-        sequences, item_categories, max_history, max_samples_per_user, seed
+        sequences,
+        item_categories,
+        max_history,
+        max_samples_per_user,
+        seed,
+        source=ratings_path,
     )
 
 

@@ -63,12 +63,8 @@ def check_query_and_keys(query_shape, keys_shape, same_batch=True):
     """
     building = isinstance(keys_shape, (tuple, list))
     if not building:
-        for name, x in (("query", query_shape), ("keys", keys_shape)):
-            if not keras.backend.is_float_dtype(x.dtype):
-                raise TypeError(
-                    f"`{name}` must have a float dtype (embeddings). "
-                    f"Received: {name}.dtype={dtype_name(x.dtype)}"
-                )
+        check_dtype("query", query_shape, "float")
+        check_dtype("keys", keys_shape, "float")
     query_shape, keys_shape = static_shape(query_shape), static_shape(keys_shape)
     if len(query_shape) != 3:
         raise ValueError(
@@ -117,14 +113,12 @@ def check_positive_units(name, units):
 
 def check_keys_mask(mask, keys, argument="mask"):
     """Checks a boolean (or integer) `(B, T)` mask of the positions of `keys`."""
-    if not hasattr(mask, "dtype") or not (
-        dtype_name(mask.dtype) == "bool" or is_integer(mask.dtype)
-    ):
-        received = dtype_name(mask.dtype) if hasattr(mask, "dtype") else type(mask)
+    if not hasattr(mask, "dtype"):
         raise TypeError(
-            f"`{argument}` must be boolean (or integer, nonzero meaning valid). "
-            f"Received: {argument}.dtype={received}"
+            f"`{argument}` must be a boolean (or integer) tensor. "
+            f"Received: {argument} of type {type(mask).__name__}"
         )
+    check_dtype(argument, mask, "mask")
     mask_shape, keys_shape = static_shape(mask), static_shape(keys)
     if len(mask_shape) != 2 or any(
         dims_disagree(m, k) for m, k in zip(mask_shape, keys_shape[:2], strict=True)
@@ -141,21 +135,56 @@ def dtype_name(dtype):
     try:
         return keras.backend.standardize_dtype(dtype)
     except ValueError:
+        if getattr(dtype, "kind", None) in ("U", "S"):  # NumPy text
+            return "string"
         return str(dtype)
 
 
-def is_integer(dtype):
-    name = dtype_name(dtype)
-    return name.startswith("int") or name.startswith("uint")
+# By Keras's dtype name: what each kind accepts, and the rule's words.
+_DTYPE_RULES = {
+    "float": (("float", "bfloat"), "must have a float dtype (embeddings)"),
+    "integer": (("int", "uint"), "must have an integer dtype"),
+    "mask": (
+        ("bool", "int", "uint"),
+        "must be boolean (or integer, nonzero meaning valid)",
+    ),
+}
+
+
+def check_dtype(name, x, kind):
+    """Checks that tensor or array `x` has a dtype of `kind` (see above)."""
+    prefixes, rule = _DTYPE_RULES[kind]
+    received = dtype_name(x.dtype)
+    if not received.startswith(prefixes):
+        raise TypeError(f"`{name}` {rule}. Received: {name}.dtype={received}")
+
+
+def check_given_dtypes(args, kwargs, kinds, mask_argument):
+    """The dtype checks of `call`, on the arguments as the caller gave them.
+
+    Keras converts array arguments before `call`, casting float ones to the
+    layer's compute dtype (a float64 `keys_length` would be reported as
+    float32) and failing on text with a message of its own. `kinds` maps
+    the names of the entries of `inputs` to their kinds (`check_dtype`);
+    the mask, positional or keyword `mask_argument`, must be a mask. Every
+    other check is left to `call`.
+    """
+    inputs = args[0] if args else kwargs.get("inputs")
+    if isinstance(inputs, (list, tuple)) and len(inputs) <= len(kinds):
+        for (name, kind), x in zip(kinds.items(), inputs, strict=False):
+            if hasattr(x, "dtype"):
+                check_dtype(name, x, kind)
+    mask = args[1] if len(args) > 1 else kwargs.get(mask_argument)
+    if isinstance(mask, (list, tuple)) and len(mask) > 1:
+        mask = mask[1]  # the entry of `keys`
+    if hasattr(mask, "dtype"):
+        check_dtype(mask_argument, mask, "mask")
 
 
 def check_keys_length(keys_length, keys):
     """Checks `keys_length` (a shape or a tensor) against `keys`."""
-    if not isinstance(keys_length, (tuple, list)) and not is_integer(keys_length.dtype):
-        raise TypeError(
-            "`keys_length` must have an integer dtype. "
-            f"Received: keys_length.dtype={dtype_name(keys_length.dtype)}"
-        )
+    if not isinstance(keys_length, (tuple, list)):
+        check_dtype("keys_length", keys_length, "integer")
     length_shape, keys_shape = static_shape(keys_length), static_shape(keys)
     if len(length_shape) not in (1, 2) or (
         len(length_shape) == 2 and dims_disagree(length_shape[1], 1)

@@ -4,6 +4,7 @@ from keras import ops
 from keras_din.layers._activations import activation_factory
 from keras_din.layers._backend import has_dynamic_shapes
 from keras_din.layers._backend import is_tracing_fixed_shapes
+from keras_din.layers._checks import check_given_dtypes
 from keras_din.layers._checks import check_keys_length
 from keras_din.layers._checks import check_keys_mask
 from keras_din.layers._checks import check_positive_units
@@ -15,6 +16,8 @@ from keras_din.layers._masking import valid_positions
 from keras_din.layers._padding import ValidBlocks
 from keras_din.layers._padding import block_size
 from keras_din.layers.local_activation_unit import LocalActivationUnit
+
+_INPUT_KINDS = {"query": "float", "keys": "float", "keys_length": "integer"}
 
 
 @keras.saving.register_keras_serializable(package="keras_din")
@@ -62,6 +65,9 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
             the behaviour history; `keys_length`, an integer tensor of shape
             `(B,)` or `(B, 1)`, the number of valid items of each history
             (values above `T` mean all valid, values at or below 0 none).
+            On JAX without `jax_enable_x64`, int64 arrays become int32
+            before the layer sees them, so lengths above `2**31 - 1` wrap:
+            clip them to `T`, or pass int32.
         mask: Optional boolean tensor of shape `(B, T)`, true at valid
             positions (an integer one counts nonzero as valid), or a list
             of masks with one entry per input (of which
@@ -128,6 +134,10 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
             dtype=self.dtype_policy,
             name="local_activation_unit",
         )
+
+    def __call__(self, *args, **kwargs):
+        check_given_dtypes(args, kwargs, _INPUT_KINDS, "mask")
+        return super().__call__(*args, **kwargs)
 
     def _validate_inputs(self, inputs, mask=None):
         """Checks the inputs (shapes or tensors) and the mask.

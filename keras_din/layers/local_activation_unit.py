@@ -4,6 +4,7 @@ from keras import ops
 from keras_din.layers._activations import activation_factory
 from keras_din.layers._activations import deserialize_activation
 from keras_din.layers._activations import serialize_activation
+from keras_din.layers._checks import check_given_dtypes
 from keras_din.layers._checks import check_keys_mask
 from keras_din.layers._checks import check_non_negative
 from keras_din.layers._checks import check_positive_units
@@ -13,6 +14,8 @@ from keras_din.layers._checks import split_inputs
 from keras_din.layers._checks import static_shape
 from keras_din.layers._first_layer import first_layer
 from keras_din.layers.dice import Dice
+
+_INPUT_KINDS = {"query": "float", "keys": "float"}
 
 
 @keras.saving.register_keras_serializable(package="keras_din")
@@ -143,6 +146,10 @@ class LocalActivationUnit(keras.layers.Layer):
     def _initializer(self, index):
         seed = None if self.seed is None else self.seed + index
         return keras.initializers.GlorotNormal(seed=seed)
+
+    def __call__(self, *args, **kwargs):
+        check_given_dtypes(args, kwargs, _INPUT_KINDS, "keys_mask")
+        return super().__call__(*args, **kwargs)
 
     def _validate_inputs(self, inputs, keys_mask=None, same_batch=True):
         """Checks the inputs (shapes or tensors); returns `[query, keys]`."""

@@ -1,0 +1,149 @@
+"""Property: what the padding holds leaves valid results the reference's.
+
+Hypothesis draws the shapes, the valid positions (lengths, a Keras mask from
+`Embedding(mask_zero=True)`, or both), the mode and the padding contents
+(huge or ordinary finite values). The output must be the NumPy reference's,
+and one SGD step must move every weight and every valid embedding row
+exactly as it does when the padding holds zeros. NaN and inf in the padding
+still leak (issue 14, item 1: see `test_nan_in_padding_never_reaches_valid_rows`);
+add them to `PADDING_VALUES` with the fix.
+"""
+
+import keras
+import numpy as np
+import reference as ref
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+from layer_checks import random_like_weights
+from layer_checks import to_numpy
+from test_attention_sequence_pooling_layer import HIDDEN
+from test_attention_sequence_pooling_layer import dense_weights
+
+from keras_din import AttentionSequencePoolingLayer
+
+PADDING_VALUES = [1e30, -1e30, 7.0, 0.5]
+
+
+@st.composite
+def cases(draw):
+    batch = draw(st.integers(1, 4))
+    history = draw(st.integers(1, 12))
+    case = {
+        "dim": draw(st.integers(1, 4)),
+        "candidates": draw(st.integers(1, 3)),
+        "weight_normalization": draw(st.booleans()),
+        "return_score": draw(st.booleans()),
+        "skip_padding": draw(st.booleans()),
+        "seed": draw(st.integers(0, 2**16)),
+        "padding": draw(st.lists(st.sampled_from(PADDING_VALUES), min_size=1)),
+    }
+    by = draw(st.sampled_from(["lengths", "mask", "both"]))
+    case["lengths"] = None
+    case["mask"] = np.ones((batch, history), bool)
+    if by != "mask":
+        lengths = st.integers(-2, history + 2)
+        case["lengths"] = np.array(
+            draw(st.lists(lengths, min_size=batch, max_size=batch))
+        )
+    if by != "lengths":
+        flags = st.lists(st.booleans(), min_size=history, max_size=history)
+        case["mask"] = np.array(draw(st.lists(flags, min_size=batch, max_size=batch)))
+    return case
+
+
+def run(case, query, keys, table, weights, target):
+    """The output and, after one SGD step, every weight and embedding row."""
+    batch, candidates, dim = query.shape
+    history = keys.shape[1]
+    item_ids = keras.Input((candidates,), dtype="int32")
+    history_ids = keras.Input((history,), dtype="int32")
+    # (One spare row: Keras's torch trainer builds on placeholder ids of 1.)
+    items = keras.layers.Embedding(batch * candidates + 1, dim)
+    histories = keras.layers.Embedding(len(table), dim, mask_zero=True)
+    layer = AttentionSequencePoolingLayer(
+        att_hidden_units=HIDDEN,
+        weight_normalization=case["weight_normalization"],
+        return_score=case["return_score"],
+        skip_padding=case["skip_padding"],
+    )
+    inputs = [item_ids, history_ids]
+    layer_inputs = [items(item_ids), histories(history_ids)]
+    if case["lengths"] is not None:
+        inputs.append(keras.Input((), dtype="int32"))
+        layer_inputs.append(inputs[-1])
+    model = keras.Model(inputs, layer(layer_inputs))
+    layer.set_weights(weights)
+    items.set_weights([np.concatenate([query.reshape(-1, dim), np.zeros((1, dim))])])
+    histories.set_weights([table])
+    ids = np.arange(1, batch * history + 1).reshape(batch, history)
+    data = [
+        np.arange(batch * candidates).reshape(batch, candidates),
+        np.where(case["mask"], ids, 0),
+    ]
+    if case["lengths"] is not None:
+        data.append(case["lengths"].astype("int32"))
+    output = to_numpy(model(data))
+    # Eager: a compiled train step per drawn shape would take most of the time.
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=1.0),
+        loss=lambda y, out: keras.ops.sum(y * out),
+        run_eagerly=True,
+    )
+    model.train_on_batch(data, target)
+    moved = [
+        to_numpy(w) for w in (items.embeddings, histories.embeddings, *layer.weights)
+    ]
+    return output, moved
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(case=cases())
+def test_finite_padding_never_changes_valid_outputs_or_gradients(case):
+    rng = np.random.default_rng(case["seed"])
+    batch, history = case["mask"].shape
+    dim, candidates = case["dim"], case["candidates"]
+    query = rng.normal(size=(batch, candidates, dim)).astype("float32")
+    keys = rng.normal(size=(batch, history, dim)).astype("float32")
+    valid = case["mask"].copy()
+    if case["lengths"] is not None:
+        valid &= ref.valid_from_lengths(case["lengths"], history)
+    # Row 0 of the history table is the Keras mask's padding, row 1 + i
+    # position i; the padding rows are those of the invalid positions.
+    clean = np.concatenate([np.zeros((1, dim)), keys.reshape(-1, dim)]).astype(
+        "float32"
+    )
+    clean[1:][~valid.reshape(-1)] = 0.0
+    padding = np.resize(np.array(case["padding"], "float32"), clean.shape)
+    garbage = clean.copy()
+    padding_rows = np.concatenate([[0], 1 + np.flatnonzero(~valid.reshape(-1))])
+    garbage[padding_rows] = padding[padding_rows]
+    probe = AttentionSequencePoolingLayer(att_hidden_units=HIDDEN)
+    probe.build([query.shape, keys.shape])
+    weights = random_like_weights(probe, rng)
+    out_shape = (batch, candidates, history if case["return_score"] else dim)
+    target = rng.normal(size=out_shape).astype("float32")
+
+    output, moved = run(case, query, keys, clean, weights, target)
+    garbage_output, garbage_moved = run(case, query, keys, garbage, weights, target)
+
+    clean_keys = clean[1:].reshape(batch, history, dim)
+    scores = ref.unit_scores(
+        query, clean_keys, *dense_weights(weights), lambda i, x: ref.sigmoid(x)
+    )
+    expected = ref.pool(
+        scores, clean_keys, valid, case["weight_normalization"], case["return_score"]
+    )
+    np.testing.assert_allclose(garbage_output, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(garbage_output, output, rtol=1e-6, atol=1e-6)
+    garbage_moved[1] = np.delete(garbage_moved[1], padding_rows, axis=0)
+    moved[1] = np.delete(moved[1], padding_rows, axis=0)
+    for new, old in zip(garbage_moved, moved, strict=True):
+        assert np.all(np.isfinite(new))
+        np.testing.assert_allclose(new, old, rtol=1e-6, atol=1e-6)
