@@ -4,6 +4,8 @@ from keras_din import datasets
 from keras_din import metrics
 from keras_din.layers import AttentionSequencePoolingLayer
 from keras_din.layers import Dice
+from keras_din.layers import InterestEvolution
+from keras_din.layers import InterestExtractor
 from keras_din.layers import LocalActivationUnit
 from keras_din.layers import MiniBatchAwareEmbedding
 
@@ -12,6 +14,8 @@ __version__ = "0.2.0"
 __all__ = [
     "AttentionSequencePoolingLayer",
     "Dice",
+    "InterestEvolution",
+    "InterestExtractor",
     "LocalActivationUnit",
     "MiniBatchAwareEmbedding",
     "__version__",

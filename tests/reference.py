@@ -92,3 +92,80 @@ def pool(scores, keys, valid, weight_normalization, return_score):
     if return_score:
         return weights
     return weights @ keys
+
+
+# --- DIEN -------------------------------------------------------------------
+
+
+def gru_states(
+    inputs,
+    valid,
+    kernel,
+    recurrent_kernel,
+    bias,
+    recurrent_bias,
+    gru_type="GRU",
+    attention=None,
+):
+    """DIEN's GRU family over `(B, T, E)` inputs, one sequence at a time.
+
+    Gates `[reset, update, candidate]`, the update gate the share of the new
+    candidate. `attention` `(B, T)` for AIGRU (scales the input), AGRU
+    (replaces the update gate) and AUGRU (scales it). Invalid positions
+    carry the state and output 0. Returns states `(B, T, H)`, final `(B, H)`.
+    """
+    inputs = np.asarray(inputs, np.float64)
+    batch, history, _ = inputs.shape
+    units = recurrent_kernel.shape[0]
+    states = np.zeros((batch, history, units))
+    final = np.zeros((batch, units))
+    for b in range(batch):
+        h = np.zeros(units)
+        for t in range(history):
+            if not valid[b, t]:
+                continue
+            x = inputs[b, t]
+            if gru_type == "AIGRU":
+                x = attention[b, t] * x
+            gi = x @ kernel + bias
+            gh = h @ recurrent_kernel + recurrent_bias
+            r = sigmoid(gi[:units] + gh[:units])
+            u = sigmoid(gi[units : 2 * units] + gh[units : 2 * units])
+            n = np.tanh(gi[2 * units :] + r * gh[2 * units :])
+            if gru_type == "AGRU":
+                u = attention[b, t]
+            elif gru_type == "AUGRU":
+                u = attention[b, t] * u
+            h = (1 - u) * h + u * n
+            states[b, t] = h
+        final[b] = h
+    return states, final
+
+
+def softmax_over_valid(scores, valid):
+    """`(B, T)` softmax over the valid positions of each row (0 elsewhere)."""
+    weights = np.zeros_like(scores, dtype=np.float64)
+    for b in range(scores.shape[0]):
+        idx = np.flatnonzero(valid[b])
+        if idx.size:
+            e = np.exp(scores[b, idx] - scores[b, idx].max())
+            weights[b, idx] = e / e.sum()
+    return weights
+
+
+def auxiliary_loss(states, keys, negatives, valid, mlp):
+    """DIEN's eq. 3: mean cross-entropy over pairs (t, t + 1) both valid.
+
+    `mlp` maps `[h_t, e]` to a probability. Each pair contributes the
+    clicked next item (label 1) and the negative (label 0); the mean is over
+    the 2N predictions, 0 without a pair.
+    """
+    total, count = 0.0, 0
+    for b in range(states.shape[0]):
+        for t in range(states.shape[1] - 1):
+            if valid[b, t] and valid[b, t + 1]:
+                p = mlp(np.concatenate([states[b, t], keys[b, t + 1]]))
+                n = mlp(np.concatenate([states[b, t], negatives[b, t + 1]]))
+                total += -np.log(p) - np.log(1 - n)
+                count += 2
+    return total / count if count else 0.0

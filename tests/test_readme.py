@@ -29,3 +29,12 @@ def test_quickstart_trains():
     fitted = model.fit([candidates, histories], labels, epochs=1, verbose=0)
     assert np.isfinite(fitted.history["loss"][0])
     assert model.predict([candidates, histories], verbose=0).shape == (64, 1)
+
+
+def test_dien_example_trains():
+    (block,) = [b for b in python_blocks() if "InterestEvolution(gru_type" in b]
+    namespace = {}
+    exec(block, namespace)
+    model, data = namespace["dien"], namespace["data"]
+    assert model.predict(data, verbose=0).shape == (32, 1)
+    assert np.all(np.isfinite(model.predict(data, verbose=0)))

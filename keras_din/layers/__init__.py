@@ -4,12 +4,16 @@ from keras_din.layers.attention_sequence_pooling_layer import (
     AttentionSequencePoolingLayer,
 )
 from keras_din.layers.dice import Dice
+from keras_din.layers.interest_evolution import InterestEvolution
+from keras_din.layers.interest_extractor import InterestExtractor
 from keras_din.layers.local_activation_unit import LocalActivationUnit
 from keras_din.layers.mini_batch_aware_embedding import MiniBatchAwareEmbedding
 
 __all__ = [
     "AttentionSequencePoolingLayer",
     "Dice",
+    "InterestEvolution",
+    "InterestExtractor",
     "LocalActivationUnit",
     "MiniBatchAwareEmbedding",
 ]

@@ -24,11 +24,22 @@ def valid_positions(keys, keys_length=None, keys_mask=None):
             # the int32 range do not wrap around in the cast.
             keys_length = ops.clip(keys_length, 0, ops.cast(history, dtype))
         lengths = ops.reshape(ops.cast(keys_length, "int32"), (-1, 1))
-        valid = ops.expand_dims(ops.arange(history, dtype="int32"), 0) < lengths
+        valid = ops.less(
+            ops.expand_dims(ops.arange(history, dtype="int32"), 0), lengths
+        )
     if keys_mask is not None:
         keys_mask = to_history_length(ops.cast(keys_mask, "bool"), keys)
         valid = keys_mask if valid is None else ops.logical_and(valid, keys_mask)
     return valid
+
+
+def zero_padding(keys, valid):
+    """`keys` `(B, T, E)` with 0 at the positions that `valid` marks invalid.
+
+    Whatever the padding holds (NaN and inf included) then cannot reach a
+    valid result: a weight of 0 times NaN is NaN, forward and backward.
+    """
+    return ops.where(ops.expand_dims(valid, -1), keys, 0.0)
 
 
 def masked_softmax(scores, valid):

@@ -1,0 +1,249 @@
+import numbers
+
+import keras
+from keras import ops
+
+from keras_din.layers._checks import check_dtype
+from keras_din.layers._checks import check_keys_length
+from keras_din.layers._checks import check_keys_mask
+from keras_din.layers._checks import check_non_negative
+from keras_din.layers._checks import check_positive_units
+from keras_din.layers._checks import dims_disagree
+from keras_din.layers._checks import static_shape
+from keras_din.layers._masking import valid_positions
+from keras_din.layers._masking import zero_padding
+from keras_din.layers._recurrence import gated_recurrence
+
+
+@keras.saving.register_keras_serializable(package="keras_din")
+class InterestExtractor(keras.layers.Layer):
+    """DIEN's interest extractor: a GRU over the behaviour sequence.
+
+    The GRU (see `InterestEvolution` for its equations, with `a_t = 1`) runs
+    over the valid positions of the history, carrying its state over the
+    padding, and returns the hidden state `h_t` at every position (0 at the
+    padding). With `auxiliary_loss_weight > 0` and `negative_keys`, training
+    adds the DIEN paper's auxiliary loss (eq. 3) through `add_loss`: the
+    binary cross-entropy of a small MLP on `[h_t, e_{t+1}]`, the item
+    clicked next (label 1), and on `[h_t, ê_{t+1}]`, a sampled item not
+    clicked (label 0), averaged over the pairs whose positions `t` and
+    `t + 1` are both valid (0 where there is none), times the weight.
+
+    Args:
+        units: int or `None`. Width `H` of the hidden state; `None` takes
+            the embedding size `E`. Defaults to `None`.
+        auxiliary_loss_weight: float `>= 0`. Weight of the auxiliary loss;
+            0 leaves it out. Defaults to `0.0`.
+        auxiliary_hidden_units: sequence of positive ints. Hidden widths of
+            the auxiliary MLP (sigmoid activations, as in DeepCTR).
+            Defaults to `(100, 50)`.
+        seed: int or `None`. Seed of the initialisers. Defaults to `None`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: `keys` of shape `(B, T, E)`, or a list `[keys,
+            keys_length]` with integer lengths `(B,)` or `(B, 1)`, as the
+            pooling layer takes them.
+        mask: Optional boolean `(B, T)` mask of the valid positions (or the
+            Keras mask `keys` carries); combined with `keys_length`.
+        negative_keys: Optional `(B, T, E)` embeddings of items not clicked,
+            one per step, for the auxiliary loss.
+        training: Python boolean. The auxiliary loss is added in training
+            only.
+
+    Output:
+        The hidden states, shape `(B, T, H)`, carrying the `(B, T)` mask of
+        the valid positions.
+
+    Weights:
+        `[kernel (E, 3H), recurrent_kernel (H, 3H), bias (3H,),
+        recurrent_bias (3H,)]`, gates in the order `[reset, update,
+        candidate]`; then the auxiliary MLP's kernels and biases.
+
+    References:
+        - [Zhou et al., 2019](https://arxiv.org/abs/1809.03672), Deep Interest
+          Evolution Network for Click-Through Rate Prediction.
+    """
+
+    def __init__(
+        self,
+        units=None,
+        auxiliary_loss_weight=0.0,
+        auxiliary_hidden_units=(100, 50),
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if units is not None:
+            units = check_positive_units("units", units)
+            if len(units) != 1:
+                raise ValueError(f"`units` must be an int. Received: units={units}")
+            units = units[0]
+        self.units = units
+        self.auxiliary_loss_weight = check_non_negative(
+            "auxiliary_loss_weight", auxiliary_loss_weight
+        )
+        self.auxiliary_hidden_units = check_positive_units(
+            "auxiliary_hidden_units", auxiliary_hidden_units
+        )
+        self.seed = seed
+        self.supports_masking = True
+        self.auxiliary_layers = [
+            keras.layers.Dense(
+                width,
+                activation="sigmoid",
+                kernel_initializer=self._initializer(3 + i),
+                dtype=self.dtype_policy,
+                name=f"auxiliary_{i}",
+            )
+            for i, width in enumerate(self.auxiliary_hidden_units)
+        ] + [
+            keras.layers.Dense(
+                1,
+                kernel_initializer=self._initializer(2),
+                dtype=self.dtype_policy,
+                name="auxiliary_logit",
+            )
+        ]
+
+    def _initializer(self, index, kind="glorot_uniform"):
+        seed = None if self.seed is None else self.seed + index
+        if kind == "orthogonal":
+            return keras.initializers.Orthogonal(seed=seed)
+        return keras.initializers.GlorotUniform(seed=seed)
+
+    def _validate_inputs(self, inputs, mask=None, negative_keys=None):
+        """Checks shapes or tensors; returns `(keys, keys_length or None)`."""
+        keys, keys_length = inputs, None
+        if isinstance(inputs, (list, tuple)) and not all(
+            x is None or isinstance(x, numbers.Integral) for x in inputs
+        ):  # a list of inputs, not one shape
+            keys, keys_length = (list(inputs) + [None])[:2]
+            if len(inputs) > 2:
+                keys = None
+        if keys is None or not (
+            hasattr(keys, "shape") or isinstance(keys, (tuple, list))
+        ):
+            raise ValueError(
+                "`InterestExtractor` expects `inputs` to be `keys` or a list "
+                f"`[keys, keys_length]`. Received: inputs={inputs!r:.120}"
+            )
+        keys_shape = static_shape(keys)
+        if hasattr(keys, "dtype"):
+            check_dtype("keys", keys, "float")
+        if len(keys_shape) != 3 or keys_shape[-1] is None:
+            raise ValueError(
+                "`keys` must have rank 3, shape (batch, history_length, "
+                "embedding_dim), with a known embedding_dim. "
+                f"Received: keys.shape={keys_shape}"
+            )
+        if keys_length is not None:
+            check_keys_length(keys_length, keys)
+        if mask is not None:
+            check_keys_mask(mask, keys)
+        if negative_keys is not None:
+            check_dtype("negative_keys", negative_keys, "float")
+            negative_shape = static_shape(negative_keys)
+            if len(negative_shape) != 3 or any(
+                dims_disagree(a, b)
+                for a, b in zip(negative_shape, keys_shape, strict=True)
+            ):
+                raise ValueError(
+                    f"`negative_keys` must have the shape of `keys`, {keys_shape}. "
+                    f"Received: negative_keys.shape={negative_shape}"
+                )
+        return keys, keys_length
+
+    def build(self, input_shape):
+        keys_shape, _ = self._validate_inputs(input_shape)
+        dim = static_shape(keys_shape)[-1]
+        units = self.units or dim
+        self.kernel = self.add_weight(
+            shape=(dim, 3 * units), initializer=self._initializer(0), name="kernel"
+        )
+        self.recurrent_kernel = self.add_weight(
+            shape=(units, 3 * units),
+            initializer=self._initializer(1, "orthogonal"),
+            name="recurrent_kernel",
+        )
+        self.bias = self.add_weight(
+            shape=(3 * units,), initializer="zeros", name="bias"
+        )
+        self.recurrent_bias = self.add_weight(
+            shape=(3 * units,), initializer="zeros", name="recurrent_bias"
+        )
+        width = units + dim
+        for layer in self.auxiliary_layers:
+            layer.build((None, width))
+            width = layer.units
+
+    def call(self, inputs, mask=None, negative_keys=None, training=None):
+        mask = _mask_of_keys(mask)
+        keys, keys_length = self._validate_inputs(inputs, mask, negative_keys)
+        valid = valid_positions(keys, keys_length, mask)
+        if valid is not None:
+            keys = zero_padding(keys, valid)  # nothing of the padding leaks
+        states, _ = gated_recurrence(
+            ops.matmul(keys, self.kernel),
+            valid,
+            self.recurrent_kernel,
+            self.recurrent_bias,
+            self.bias,
+        )
+        if training and self.auxiliary_loss_weight > 0 and negative_keys is not None:
+            loss = self._auxiliary_loss(states, keys, negative_keys, valid)
+            self.add_loss(self.auxiliary_loss_weight * loss)
+        return states
+
+    def _auxiliary_loss(self, states, keys, negative_keys, valid):
+        """Eq. 3: the mean cross-entropy over the valid `(t, t + 1)` pairs."""
+        if valid is None:
+            valid = ops.ones(ops.shape(keys)[:2], "bool")
+        pairs = ops.logical_and(valid[:, :-1], valid[:, 1:])  # (B, T - 1)
+        pair_mask = ops.expand_dims(pairs, -1)
+        now = ops.where(pair_mask, states[:, :-1], 0.0)
+        terms = []
+        for following, label in ((keys, 1.0), (negative_keys, 0.0)):
+            following = ops.where(pair_mask, following[:, 1:], 0.0)
+            hidden = ops.concatenate([now, following], axis=-1)
+            for layer in self.auxiliary_layers:
+                hidden = layer(hidden)
+            logits = ops.cast(hidden[..., 0], "float32")
+            # -log(sigmoid(z)) = softplus(-z); -log(1 - sigmoid(z)) = softplus(z)
+            terms.append(ops.softplus(-logits if label else logits))
+        pairs = ops.cast(pairs, "float32")
+        total = ops.sum((terms[0] + terms[1]) * pairs)
+        count = 2.0 * ops.sum(pairs)
+        return total / ops.maximum(count, 1.0)
+
+    def compute_output_shape(self, input_shape):
+        keys_shape, _ = self._validate_inputs(input_shape)
+        keys_shape = static_shape(keys_shape)
+        return keys_shape[:2] + (self.units or keys_shape[2],)
+
+    def compute_output_spec(self, inputs, mask=None, negative_keys=None, training=None):
+        keys, _ = self._validate_inputs(inputs, _mask_of_keys(mask), negative_keys)
+        return keras.KerasTensor(
+            self.compute_output_shape(static_shape(keys)), dtype=self.compute_dtype
+        )
+
+    def compute_mask(self, inputs, mask=None):
+        keys, keys_length = self._validate_inputs(inputs)
+        return valid_positions(keys, keys_length, _mask_of_keys(mask))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "auxiliary_loss_weight": self.auxiliary_loss_weight,
+                "auxiliary_hidden_units": list(self.auxiliary_hidden_units),
+                "seed": self.seed,
+            }
+        )
+        return config
+
+
+def _mask_of_keys(mask):
+    """The mask of `keys` from a mask or a list of one per input."""
+    return mask[0] if isinstance(mask, (list, tuple)) else mask

@@ -1,0 +1,157 @@
+import keras
+import numpy as np
+import pytest
+import reference as ref
+from layer_checks import assert_config_round_trip
+from layer_checks import assert_save_load
+from layer_checks import random_like_weights
+from layer_checks import to_numpy
+
+from keras_din import InterestEvolution
+from keras_din import InterestExtractor
+
+HIDDEN = (5,)
+TYPES = ["AUGRU", "AGRU", "AIGRU", "GRU"]
+
+
+def make_inputs(rng, batch=4, candidates=1, history=6, dim=3):
+    query = rng.normal(size=(batch, candidates, dim)).astype("float32")
+    interests = rng.normal(size=(batch, history, dim)).astype("float32")
+    return query, interests
+
+
+def expected_output(query, interests, valid, arrays, gru_type, normalize=True):
+    """The reference: the unit's attention, then the GRU of `gru_type`."""
+    gru, unit = arrays[:4], arrays[4:]
+    kernels, biases = unit[0:2:2], unit[1:2:2]
+
+    def attention(keys):
+        scores = ref.unit_scores(
+            query, keys, kernels, biases, unit[2], unit[3], lambda i, x: ref.sigmoid(x)
+        )
+        if not normalize:
+            return np.where(valid[..., None], scores, 0.0)
+        return np.stack(
+            [
+                ref.softmax_over_valid(scores[..., c], valid)
+                for c in range(query.shape[1])
+            ],
+            -1,
+        )
+
+    if gru_type == "GRU":
+        states, _ = ref.gru_states(interests, valid, *gru)
+        weights = attention(states)  # (B, T, C)
+        return np.einsum("btc,bth->bch", weights, states)
+    weights = attention(interests)
+    finals = [
+        ref.gru_states(interests, valid, *gru, gru_type, weights[..., c])[1]
+        for c in range(query.shape[1])
+    ]
+    return np.stack(finals, 1)
+
+
+@pytest.mark.parametrize("gru_type", TYPES)
+@pytest.mark.parametrize("candidates", [1, 2])
+def test_matches_reference(rng, gru_type, candidates):
+    query, interests = make_inputs(rng, candidates=candidates)
+    lengths = np.array([0, 1, 4, 9])
+    mask = rng.random(interests.shape[:2]) < 0.8
+    valid = ref.valid_from_lengths(lengths, 6) & mask
+    layer = InterestEvolution(gru_type=gru_type, att_hidden_units=HIDDEN)
+    layer.build([query.shape, interests.shape])
+    arrays = random_like_weights(layer, rng)
+    layer.set_weights(arrays)
+    expected = expected_output(query, interests, valid, arrays, gru_type)
+    actual = to_numpy(layer([query, interests, lengths], mask=mask))
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+    assert np.all(actual[0] == 0)  # the empty history
+    if candidates == 1:  # a (B, E) query gives (B, H)
+        flat = to_numpy(layer([query[:, 0], interests, lengths], mask=mask))
+        np.testing.assert_allclose(flat, actual[:, 0], rtol=1e-6, atol=1e-7)
+
+
+def test_raw_scores_without_weight_normalization(rng):
+    query, interests = make_inputs(rng)
+    valid = ref.valid_from_lengths([2, 6, 0, 3], 6)
+    layer = InterestEvolution(att_hidden_units=HIDDEN, weight_normalization=False)
+    layer.build([query.shape, interests.shape])
+    arrays = random_like_weights(layer, rng)
+    layer.set_weights(arrays)
+    expected = expected_output(query, interests, valid, arrays, "AUGRU", False)
+    actual = to_numpy(layer([query, interests, np.array([2, 6, 0, 3])]))
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("gru_type", TYPES)
+def test_dien_model_trains_and_saves(rng, tmp_path, gru_type):
+    keys = rng.normal(size=(4, 6, 3)).astype("float32")
+    negatives = rng.normal(size=(4, 6, 3)).astype("float32")
+    query = rng.normal(size=(4, 3)).astype("float32")
+    lengths = np.array([0, 1, 4, 6])
+    item = keras.Input((3,))
+    history = keras.Input((6, 3))
+    negative = keras.Input((6, 3))
+    length = keras.Input((), dtype="int32")
+    interests = InterestExtractor(
+        auxiliary_loss_weight=1.0, auxiliary_hidden_units=(4,)
+    )([history, length], negative_keys=negative)
+    evolved = InterestEvolution(gru_type=gru_type, att_hidden_units=HIDDEN)(
+        [item, interests, length]
+    )
+    out = keras.layers.Dense(1, activation="sigmoid")(evolved)
+    model = keras.Model([item, history, negative, length], out)
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    data = [query, keys, negatives, lengths]
+    model.fit(data, np.array([1, 0, 1, 0], "float32"), epochs=2, verbose=0)
+    assert all(np.all(np.isfinite(to_numpy(w))) for w in model.weights)
+    assert_save_load(model, data, tmp_path)
+
+
+def test_config_round_trip():
+    layer = InterestEvolution(gru_type="AGRU", units=4, att_hidden_units=(3, 2), seed=1)
+    assert_config_round_trip(layer)
+    config = layer.get_config()
+    assert config["gru_type"] == "AGRU" and config["att_hidden_units"] == [3, 2]
+
+
+def test_bad_arguments_and_inputs(rng):
+    with pytest.raises(ValueError, match="gru_type"):
+        InterestEvolution(gru_type="LSTM")
+    with pytest.raises(ValueError, match="units"):
+        InterestEvolution(units=0)
+    query, interests = make_inputs(rng)
+    with pytest.raises(ValueError, match="units"):
+        InterestEvolution(gru_type="GRU", units=5)([query, interests])
+    with pytest.raises(ValueError, match="expects `inputs`"):
+        InterestEvolution()(interests)
+    with pytest.raises(ValueError, match="same last dimension"):
+        InterestEvolution()([query[..., :2], interests])
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_training_is_finite(rng, policy):
+    keras.config.set_dtype_policy(policy)
+    try:
+        keys = rng.normal(size=(4, 6, 3)).astype("float32")
+        negatives = rng.normal(size=(4, 6, 3)).astype("float32")
+        query = rng.normal(size=(4, 3)).astype("float32")
+        lengths = np.array([0, 1, 4, 6])
+        item = keras.Input((3,))
+        history = keras.Input((6, 3))
+        negative = keras.Input((6, 3))
+        length = keras.Input((), dtype="int32")
+        interests = InterestExtractor(auxiliary_loss_weight=1.0)(
+            [history, length], negative_keys=negative
+        )
+        evolved = InterestEvolution(att_hidden_units=HIDDEN)([item, interests, length])
+        assert evolved.dtype == policy.split("_")[1]
+        out = keras.layers.Dense(1, activation="sigmoid", dtype="float32")(evolved)
+        model = keras.Model([item, history, negative, length], out)
+        model.compile(optimizer="adam", loss="binary_crossentropy")
+        data = [query, keys, negatives, lengths]
+        fitted = model.fit(data, np.array([1, 0, 1, 0]), epochs=2, verbose=0)
+        assert np.all(np.isfinite(fitted.history["loss"]))
+        assert np.all(np.isfinite(model.predict(data, verbose=0)))
+    finally:
+        keras.config.set_dtype_policy("float32")

@@ -1,0 +1,157 @@
+import keras
+import numpy as np
+import pytest
+import reference as ref
+from layer_checks import assert_config_round_trip
+from layer_checks import assert_save_load
+from layer_checks import random_like_weights
+from layer_checks import to_numpy
+
+from keras_din import InterestExtractor
+
+AUX = (6,)
+
+
+def make_inputs(rng, batch=4, history=6, dim=3):
+    keys = rng.normal(size=(batch, history, dim)).astype("float32")
+    negatives = rng.normal(size=(batch, history, dim)).astype("float32")
+    return keys, negatives
+
+
+def make_layer(rng, keys, **kwargs):
+    layer = InterestExtractor(auxiliary_hidden_units=AUX, **kwargs)
+    layer.build(keys.shape)
+    arrays = random_like_weights(layer, rng)
+    layer.set_weights(arrays)
+    return layer, arrays
+
+
+def reference_mlp(arrays):
+    """The auxiliary MLP of `arrays` (after the four GRU weights)."""
+    (w1, b1, w2, b2) = arrays[4:]
+
+    def mlp(x):
+        return ref.sigmoid(ref.sigmoid(x @ w1 + b1) @ w2 + b2)[0]
+
+    return mlp
+
+
+@pytest.mark.parametrize("by", ["lengths", "mask", "both"])
+def test_states_match_reference(rng, by):
+    keys, _ = make_inputs(rng)
+    lengths = np.array([0, 1, 4, 9])
+    mask = rng.random(keys.shape[:2]) < 0.7  # holes anywhere
+    valid = np.ones(keys.shape[:2], bool)
+    inputs, call_mask = keys, None
+    if by != "mask":
+        valid &= ref.valid_from_lengths(lengths, keys.shape[1])
+        inputs = [keys, lengths]
+    if by != "lengths":
+        valid &= mask
+        call_mask = mask
+    layer, arrays = make_layer(rng, keys)
+    expected, _ = ref.gru_states(keys, valid, *arrays[:4])
+    actual = to_numpy(layer(inputs, mask=call_mask))
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+    assert np.all(actual[~valid] == 0)
+
+
+def test_auxiliary_loss_matches_reference(rng):
+    keys, negatives = make_inputs(rng)
+    lengths = np.array([0, 1, 4, 6])
+    valid = ref.valid_from_lengths(lengths, keys.shape[1])
+    layer, arrays = make_layer(rng, keys, auxiliary_loss_weight=0.5)
+    states = to_numpy(layer([keys, lengths], negative_keys=negatives, training=True))
+    expected = ref.auxiliary_loss(states, keys, negatives, valid, reference_mlp(arrays))
+    assert len(layer.losses) == 1
+    np.testing.assert_allclose(to_numpy(layer.losses[0]), 0.5 * expected, rtol=1e-5)
+    # No loss at inference, or without negatives.
+    layer([keys, lengths], negative_keys=negatives)
+    assert not layer.losses
+    layer([keys, lengths], training=True)
+    assert not layer.losses
+
+
+def test_no_pair_gives_zero_loss(rng):
+    keys, negatives = make_inputs(rng)
+    layer, _ = make_layer(rng, keys, auxiliary_loss_weight=1.0)
+    layer([keys, np.array([0, 1, 1, 0])], negative_keys=negatives, training=True)
+    assert to_numpy(layer.losses[0]) == 0.0
+
+
+def test_nan_in_padding_never_reaches_valid_results(rng):
+    keys, negatives = make_inputs(rng)
+    lengths = np.array([0, 2, 5, 6])
+    valid = ref.valid_from_lengths(lengths, keys.shape[1])
+    garbage_keys, garbage_negatives = keys.copy(), negatives.copy()
+    garbage_keys[~valid] = np.nan
+    garbage_negatives[~valid] = np.inf
+    layer, _ = make_layer(rng, keys, auxiliary_loss_weight=1.0)
+    results = []
+    for k, n in ((keys, negatives), (garbage_keys, garbage_negatives)):
+        states = to_numpy(layer([k, lengths], negative_keys=n, training=True))
+        results.append((states, to_numpy(layer.losses[0])))
+    np.testing.assert_array_equal(results[1][0], results[0][0])
+    np.testing.assert_array_equal(results[1][1], results[0][1])
+
+
+def test_training_with_auxiliary_loss_and_save_load(rng, tmp_path):
+    keys, negatives = make_inputs(rng)
+    lengths = np.array([0, 1, 4, 6])
+    keys[ref.valid_from_lengths(lengths, 6) == 0] = np.nan
+    history = keras.Input((6, 3))
+    negative = keras.Input((6, 3))
+    length = keras.Input((), dtype="int32")
+    layer = InterestExtractor(auxiliary_loss_weight=1.0, auxiliary_hidden_units=AUX)
+    states = layer([history, length], negative_keys=negative)
+    model = keras.Model([history, negative, length], states)
+    model.compile(optimizer="sgd", loss="mse")
+    before = [to_numpy(w) for w in layer.weights]
+    model.fit([keys, negatives, lengths], np.zeros((4, 6, 3)), epochs=2, verbose=0)
+    after = [to_numpy(w) for w in layer.weights]
+    assert all(np.all(np.isfinite(w)) for w in after)
+    # The auxiliary MLP learns only through the auxiliary loss.
+    assert not np.allclose(before[-1], after[-1])
+    assert_save_load(model, [keys, negatives, lengths], tmp_path)
+
+
+def test_output_mask_marks_valid_positions(rng):
+    keys, _ = make_inputs(rng)
+    layer = InterestExtractor()
+    lengths = np.array([0, 1, 4, 9])
+    mask = layer.compute_mask([keys, lengths])
+    np.testing.assert_array_equal(to_numpy(mask), ref.valid_from_lengths(lengths, 6))
+
+
+def test_units_and_config():
+    layer = InterestExtractor(units=5, auxiliary_loss_weight=0.3, seed=2)
+    assert layer.compute_output_shape((None, 6, 3)) == (None, 6, 5)
+    assert_config_round_trip(layer)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"units": 0}, "units"),
+        ({"auxiliary_loss_weight": -1.0}, "auxiliary_loss_weight"),
+        ({"auxiliary_hidden_units": ()}, "auxiliary_hidden_units"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        InterestExtractor(**kwargs)
+
+
+def test_bad_inputs(rng):
+    keys, negatives = make_inputs(rng)
+    layer = InterestExtractor()
+    with pytest.raises(ValueError, match="expects `inputs`"):
+        layer({"keys": keys})
+    with pytest.raises(ValueError, match="keys.shape"):
+        layer(keys[0])
+    with pytest.raises(TypeError, match="`keys` must have a float dtype"):
+        layer(keys.astype("int32"))
+    with pytest.raises(TypeError, match="keys_length"):
+        layer([keys, np.ones(4, "float32")])
+    with pytest.raises(ValueError, match="negative_keys.shape"):
+        layer(keys, negative_keys=negatives[:, :3])
