@@ -145,3 +145,108 @@ def test_deepctr_torch_weights(case):
             theirs[f"pool_{int(wn)}_{int(rs)}"] = layer(q, k, lengths).numpy()
     assert_outputs_match(keras_din_outputs(query, keys, weights), theirs)
     assert keras.backend.backend() == "torch"
+
+
+# --- DIEN --------------------------------------------------------------------
+
+DIEN_LENGTHS = np.array([3, 7, 0, 1, 6, 2])
+
+
+def gru_weights(kernel, recurrent_kernel, bias, recurrent_bias, negate_update):
+    """Ours `[kernel, recurrent_kernel, bias, recurrent_bias]` from torch's
+    `(3H, in)` matrices in the order (r, z, n). torch's `nn.GRU` keeps the
+    old state with `z` (`h = (1 - z) n + z h`); ours takes the new one with
+    `u` (`h = (1 - u) h + u n`): `u = 1 - z`, so its weights are negated."""
+    arrays = [kernel.T, recurrent_kernel.T, bias, recurrent_bias]
+    if negate_update:
+        units = recurrent_kernel.shape[1]
+        for a in arrays:
+            a[..., units : 2 * units] *= -1
+    return [np.ascontiguousarray(a) for a in arrays]
+
+
+@requires_peer("deepctr_torch")
+@pytest.mark.parametrize("gru_type", ["AUGRU", "AGRU", "AIGRU", "GRU"])
+def test_deepctr_torch_interest_evolving(rng, gru_type):
+    import torch
+    from deepctr_torch.models.dien import InterestEvolving
+
+    from keras_din import InterestEvolution
+
+    dim = 5
+    query = rng.normal(size=(6, dim)).astype("float32")
+    interests = rng.normal(size=(6, 7, dim)).astype("float32")
+    torch.manual_seed(0)
+    peer = InterestEvolving(
+        input_size=dim,
+        gru_type=gru_type,
+        att_hidden_size=HIDDEN,
+        att_weight_normalization=True,
+    ).eval()
+    with torch.no_grad():
+        for p in peer.parameters():
+            p.copy_(torch.from_numpy(rng.normal(scale=0.5, size=p.shape)))
+        # As DeepCTR-Torch's DIEN model does, the interests of the
+        # non-empty histories only (its extractor drops the empty ones).
+        theirs = peer(
+            torch.from_numpy(query),
+            torch.from_numpy(interests[DIEN_LENGTHS > 0]),
+            torch.from_numpy(DIEN_LENGTHS),
+        ).numpy()
+    cell = peer.interest_evolution
+    if gru_type in ("AGRU", "AUGRU"):
+        cell = cell.rnn
+        # DeepCTR-Torch's AUGRUCell registers its recurrent bias under the
+        # name `bias_ih` too: its two biases are one tensor.
+        names = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+    else:
+        names = ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]
+    arrays = [getattr(cell, n).detach().numpy().copy() for n in names]
+    gru = gru_weights(*arrays, negate_update=gru_type in ("GRU", "AIGRU"))
+    unit = peer.attention.local_att
+    linears = [*unit.dnn.linears, unit.dense]
+    att = []
+    for linear in linears:
+        att += [linear.weight.detach().numpy().T.copy(), linear.bias.detach().numpy()]
+    layer = InterestEvolution(gru_type=gru_type, att_hidden_units=HIDDEN)
+    layer.build([query.shape, interests.shape])
+    layer.set_weights(gru + att)
+    ours = to_numpy(layer([query, interests, DIEN_LENGTHS]))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+@requires_peer("deepctr_torch")
+def test_deepctr_torch_interest_extractor(rng):
+    import torch
+    from deepctr_torch.models.dien import InterestExtractor as PeerExtractor
+
+    from keras_din import InterestExtractor
+
+    dim = 5
+    keys = rng.normal(size=(6, 7, dim)).astype("float32")
+    negatives = rng.normal(size=(6, 7, dim)).astype("float32")
+    peer = PeerExtractor(input_size=dim, use_neg=True).eval()
+    with torch.no_grad():
+        for p in peer.parameters():
+            p.copy_(torch.from_numpy(rng.normal(scale=0.5, size=p.shape)))
+        states, loss = peer(
+            torch.from_numpy(keys),
+            torch.from_numpy(DIEN_LENGTHS),
+            torch.from_numpy(negatives),
+        )
+    names = ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]
+    arrays = [getattr(peer.gru, n).detach().numpy().copy() for n in names]
+    weights = gru_weights(*arrays, negate_update=True)
+    for linear in peer.auxiliary_net.linears:
+        weights += [
+            linear.weight.detach().numpy().T.copy(),
+            linear.bias.detach().numpy(),
+        ]
+    layer = InterestExtractor(auxiliary_loss_weight=1.0)
+    layer.build(keys.shape)
+    layer.set_weights(weights)
+    ours = to_numpy(layer([keys, DIEN_LENGTHS], negative_keys=negatives, training=True))
+    # The peer returns the non-empty histories only.
+    non_empty = DIEN_LENGTHS > 0
+    np.testing.assert_allclose(ours[non_empty], states.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(to_numpy(layer.losses[0]), loss.item(), rtol=1e-4)
