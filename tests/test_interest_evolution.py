@@ -1,3 +1,8 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -155,3 +160,48 @@ def test_mixed_precision_training_is_finite(rng, policy):
         assert np.all(np.isfinite(model.predict(data, verbose=0)))
     finally:
         keras.config.set_dtype_policy("float32")
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() not in ("tensorflow", "jax"),
+    reason="Keras exports no SavedModel from torch, and torch's exporters "
+    "record the recurrence's loop at one length (DIEN's ONNX export is open, "
+    "issue 15)",
+)
+def test_dien_saved_model_serves_new_shapes_without_keras(rng, tmp_path):
+    item = keras.Input((3,))
+    history = keras.Input((None, 3))
+    length = keras.Input((), dtype="int32")
+    interests = InterestExtractor()([history, length])
+    evolved = InterestEvolution(att_hidden_units=HIDDEN)([item, interests, length])
+    model = keras.Model(
+        [item, history, length], keras.layers.Dense(1, activation="sigmoid")(evolved)
+    )
+
+    def case(batch, steps):
+        return [
+            rng.normal(size=(batch, 3)).astype("float32"),
+            rng.normal(size=(batch, steps, 3)).astype("float32"),
+            rng.integers(0, steps + 1, size=batch).astype("int32"),
+        ]
+
+    cases = {"traced": case(2, 4), "wider": case(9, 13), "one": case(1, 1)}
+    cases["wider"][2][:3] = [0, 1, 13]  # empty, length 1, full
+    model.predict(cases["traced"], verbose=0)
+    model.export(tmp_path / "dien", verbose=False)
+    for name, inputs in cases.items():
+        arrays = {f"input_{i}": x for i, x in enumerate(inputs)}
+        np.savez(tmp_path / f"dien.{name}.npz", **arrays)
+    tests = Path(__file__).parent
+    result = subprocess.run(
+        [sys.executable, str(tests / "tf_serving.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name, inputs in cases.items():
+        served = np.load(tmp_path / f"dien.{name}.out.npy")
+        expected = model.predict(inputs, verbose=0)
+        np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)

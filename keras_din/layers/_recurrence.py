@@ -56,10 +56,13 @@ def gated_recurrence(
     if valid is not None:
         step_valid = valid if attention is None else ops.expand_dims(valid, -1)
         per_step.append(ops.expand_dims(step_valid, -1))
-    # Time first, as `scan` takes it.
+    # Time first. `scan` runs over the time indices and each step takes its
+    # slices: Keras's TensorFlow `scan` fails on several inputs of unknown
+    # length (a history axis of `None`, as exported models have).
     per_step = [ops.moveaxis(x, 1, 0) for x in per_step]
 
-    def step(previous, inputs):
+    def step(previous, time):
+        inputs = [ops.take(x, time, axis=0) for x in per_step]
         x = inputs[0]
         score = inputs[1] if attention is not None else None
         if gru_type == "AIGRU":
@@ -82,5 +85,6 @@ def gated_recurrence(
         here = inputs[-1]
         return ops.where(here, state, previous), ops.where(here, state, 0.0)
 
-    final, outputs = ops.scan(step, state, per_step)
+    times = ops.arange(ops.shape(per_step[0])[0], dtype="int32")
+    final, outputs = ops.scan(step, state, times)
     return ops.moveaxis(outputs, 0, 1), final

@@ -131,7 +131,10 @@ class InterestExtractor(keras.layers.Layer):
         keys_shape = static_shape(keys)
         if hasattr(keys, "dtype"):
             check_dtype("keys", keys, "float")
-        if len(keys_shape) != 3 or keys_shape[-1] is None:
+        # An unknown embedding size is rejected at build only: under export
+        # tracers, sizes in `call` may not be plain ints.
+        building = not hasattr(keys, "dtype")
+        if len(keys_shape) != 3 or (building and keys_shape[-1] is None):
             raise ValueError(
                 "`keys` must have rank 3, shape (batch, history_length, "
                 "embedding_dim), with a known embedding_dim. "
@@ -229,7 +232,13 @@ class InterestExtractor(keras.layers.Layer):
 
     def compute_mask(self, inputs, mask=None):
         keys, keys_length = self._validate_inputs(inputs)
-        return valid_positions(keys, keys_length, _mask_of_keys(mask))
+        mask = _mask_of_keys(mask)
+        if isinstance(keys, keras.KerasTensor):
+            # Symbolic: only its shape matters, and T may be unknown.
+            if keys_length is None and mask is None:
+                return None
+            return keras.KerasTensor(keys.shape[:2], dtype="bool")
+        return valid_positions(keys, keys_length, mask)
 
     def get_config(self):
         config = super().get_config()
