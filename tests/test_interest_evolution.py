@@ -88,12 +88,8 @@ def test_raw_scores_without_weight_normalization(rng):
     np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("gru_type", TYPES)
-def test_dien_model_trains_and_saves(rng, tmp_path, gru_type):
-    keys = rng.normal(size=(4, 6, 3)).astype("float32")
-    negatives = rng.normal(size=(4, 6, 3)).astype("float32")
-    query = rng.normal(size=(4, 3)).astype("float32")
-    lengths = np.array([0, 1, 4, 6])
+def dien_model(rng, gru_type="AUGRU"):
+    """A compiled DIEN model (output in float32) and a batch of its inputs."""
     item = keras.Input((3,))
     history = keras.Input((6, 3))
     negative = keras.Input((6, 3))
@@ -104,10 +100,21 @@ def test_dien_model_trains_and_saves(rng, tmp_path, gru_type):
     evolved = InterestEvolution(gru_type=gru_type, att_hidden_units=HIDDEN)(
         [item, interests, length]
     )
-    out = keras.layers.Dense(1, activation="sigmoid")(evolved)
+    out = keras.layers.Dense(1, activation="sigmoid", dtype="float32")(evolved)
     model = keras.Model([item, history, negative, length], out)
     model.compile(optimizer="adam", loss="binary_crossentropy")
-    data = [query, keys, negatives, lengths]
+    data = [
+        rng.normal(size=(4, 3)).astype("float32"),
+        rng.normal(size=(4, 6, 3)).astype("float32"),
+        rng.normal(size=(4, 6, 3)).astype("float32"),
+        np.array([0, 1, 4, 6]),
+    ]
+    return model, evolved, data
+
+
+@pytest.mark.parametrize("gru_type", TYPES)
+def test_dien_model_trains_and_saves(rng, tmp_path, gru_type):
+    model, _, data = dien_model(rng, gru_type)
     model.fit(data, np.array([1, 0, 1, 0], "float32"), epochs=2, verbose=0)
     assert all(np.all(np.isfinite(to_numpy(w))) for w in model.weights)
     assert_save_load(model, data, tmp_path)
@@ -138,23 +145,8 @@ def test_bad_arguments_and_inputs(rng):
 def test_mixed_precision_training_is_finite(rng, policy):
     keras.config.set_dtype_policy(policy)
     try:
-        keys = rng.normal(size=(4, 6, 3)).astype("float32")
-        negatives = rng.normal(size=(4, 6, 3)).astype("float32")
-        query = rng.normal(size=(4, 3)).astype("float32")
-        lengths = np.array([0, 1, 4, 6])
-        item = keras.Input((3,))
-        history = keras.Input((6, 3))
-        negative = keras.Input((6, 3))
-        length = keras.Input((), dtype="int32")
-        interests = InterestExtractor(auxiliary_loss_weight=1.0)(
-            [history, length], negative_keys=negative
-        )
-        evolved = InterestEvolution(att_hidden_units=HIDDEN)([item, interests, length])
+        model, evolved, data = dien_model(rng)
         assert evolved.dtype == policy.split("_")[1]
-        out = keras.layers.Dense(1, activation="sigmoid", dtype="float32")(evolved)
-        model = keras.Model([item, history, negative, length], out)
-        model.compile(optimizer="adam", loss="binary_crossentropy")
-        data = [query, keys, negatives, lengths]
         fitted = model.fit(data, np.array([1, 0, 1, 0]), epochs=2, verbose=0)
         assert np.all(np.isfinite(fitted.history["loss"]))
         assert np.all(np.isfinite(model.predict(data, verbose=0)))
