@@ -16,6 +16,8 @@ from keras.src import testing
 
 from keras_din import AttentionSequencePoolingLayer
 from keras_din import Dice
+from keras_din import InterestEvolution
+from keras_din import InterestExtractor
 from keras_din import LocalActivationUnit
 from keras_din import MiniBatchAwareEmbedding
 
@@ -86,6 +88,41 @@ CASES = [
         AttentionSequencePoolingLayer,
         {"att_hidden_units": (8, 4), "att_activation": "dice"},
         [QUERY, KEYS],
+        {},
+    ),
+    (
+        "extractor-lengths",
+        InterestExtractor,
+        {"units": 5},
+        [KEYS, LENGTHS[:, 0]],
+        {},
+    ),
+    (
+        "extractor-mask-negatives",
+        InterestExtractor,
+        {"auxiliary_loss_weight": 0.5, "auxiliary_hidden_units": (4,)},
+        KEYS,
+        {"mask": MASK, "negative_keys": floats(4, 6, 8)},
+    ),
+    (
+        "evolution-augru",
+        InterestEvolution,
+        {"att_hidden_units": (8,)},
+        [QUERY, KEYS, LENGTHS],
+        {},
+    ),
+    (
+        "evolution-agru-3-candidates",
+        InterestEvolution,
+        {"gru_type": "AGRU", "units": 4, "att_hidden_units": (8,)},
+        [QUERY3, KEYS],
+        {"mask": MASK},
+    ),
+    (
+        "evolution-gru-2d-query",
+        InterestEvolution,
+        {"gru_type": "GRU", "att_hidden_units": (8,)},
+        [floats(4, 8), KEYS, LENGTHS],
         {},
     ),
     ("dice-2d", Dice, {}, floats(5, 4), {}),

@@ -14,9 +14,21 @@ position that is not valid the state is carried over unchanged, and its
 output is 0.
 """
 
+import keras
 from keras import ops
 
 GRU_TYPES = ("GRU", "AIGRU", "AGRU", "AUGRU")
+
+
+def orthogonal(seed):
+    """Keras's orthogonal initializer, computed in float32 whatever the
+    variable's dtype (torch has no QR decomposition in float16)."""
+    initializer = keras.initializers.Orthogonal(seed=seed)
+
+    def initialize(shape, dtype=None):
+        return ops.cast(initializer(shape, dtype="float32"), dtype or "float32")
+
+    return initialize
 
 
 def gated_recurrence(

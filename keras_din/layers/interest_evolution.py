@@ -10,6 +10,7 @@ from keras_din.layers._masking import valid_positions
 from keras_din.layers._masking import zero_padding
 from keras_din.layers._recurrence import GRU_TYPES
 from keras_din.layers._recurrence import gated_recurrence
+from keras_din.layers._recurrence import orthogonal
 from keras_din.layers.attention_sequence_pooling_layer import (
     AttentionSequencePoolingLayer,
 )
@@ -147,9 +148,7 @@ class InterestEvolution(keras.layers.Layer):
         )
         self.recurrent_kernel = self.add_weight(
             shape=(units, 3 * units),
-            initializer=keras.initializers.Orthogonal(
-                seed=None if seed is None else seed + 1
-            ),
+            initializer=orthogonal(None if seed is None else seed + 1),
             name="recurrent_kernel",
         )
         self.bias = self.add_weight(
@@ -192,7 +191,9 @@ class InterestEvolution(keras.layers.Layer):
         return query_shape[:-1] + (units,)
 
     def compute_output_spec(self, inputs, mask=None, training=None):
-        self._validate_inputs(inputs, mask[1] if isinstance(mask, list) else mask)
+        self._validate_inputs(
+            inputs, mask[1] if isinstance(mask, (list, tuple)) else mask
+        )
         return keras.KerasTensor(
             self.compute_output_shape([x.shape for x in inputs[:2]]),
             dtype=self.compute_dtype,

@@ -13,6 +13,7 @@ from keras_din.layers._checks import static_shape
 from keras_din.layers._masking import valid_positions
 from keras_din.layers._masking import zero_padding
 from keras_din.layers._recurrence import gated_recurrence
+from keras_din.layers._recurrence import orthogonal
 
 
 @keras.saving.register_keras_serializable(package="keras_din")
@@ -109,7 +110,7 @@ class InterestExtractor(keras.layers.Layer):
     def _initializer(self, index, kind="glorot_uniform"):
         seed = None if self.seed is None else self.seed + index
         if kind == "orthogonal":
-            return keras.initializers.Orthogonal(seed=seed)
+            return orthogonal(seed)
         return keras.initializers.GlorotUniform(seed=seed)
 
     def _validate_inputs(self, inputs, mask=None, negative_keys=None):
