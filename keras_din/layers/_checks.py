@@ -111,6 +111,17 @@ def check_positive_units(name, units):
     return tuple(int(u) for u in units)
 
 
+def check_optional_units(name, units):
+    """Checks `None` or a positive int; returns it."""
+    if units is not None and (
+        not isinstance(units, numbers.Integral) or isinstance(units, bool) or units < 1
+    ):
+        raise ValueError(
+            f"`{name}` must be a positive int or None. Received: {name}={units!r}"
+        )
+    return units
+
+
 def check_keys_mask(mask, keys, argument="mask"):
     """Checks a boolean (or integer) `(B, T)` mask of the positions of `keys`."""
     if not hasattr(mask, "dtype"):

@@ -50,12 +50,9 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
             (and the unit then computes the padding positions too).
             Inference, from the moving statistics, is the same either way
             for the same weights. Defaults to `True`.
-        skip_padding: bool. Whether to score the valid history positions
-            only, which saves work in proportion to the padding; the results
-            are the same. What it resolved to is `skip_block_size`.
-            Defaults to `True`.
-        supports_masking: Accepted for compatibility with DeepCTR and
-            ignored: the layer takes a Keras mask whenever `keys` carries one.
+        skip_padding: bool. Whether to score the valid positions only (same
+            results, less work; see `skip_block_size`). Defaults to `True`.
+        supports_masking: Ignored (DeepCTR's): a Keras mask is always taken.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -64,17 +61,12 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
             embeddings (`C = 1` in classic DIN); `keys` of shape `(B, T, E)`
             the behaviour history; `keys_length`, an integer tensor of shape
             `(B,)` or `(B, 1)`, the number of valid items of each history
-            (values above `T` mean all valid, values at or below 0 none).
-            On JAX without `jax_enable_x64`, int64 arrays become int32
-            before the layer sees them, so lengths above `2**31 - 1` wrap:
-            clip them to `T`, or pass int32.
-        mask: Optional boolean tensor of shape `(B, T)`, true at valid
-            positions (an integer one counts nonzero as valid), or a list
-            of masks with one entry per input (of which
-            the entry of `keys` is used). If omitted, Keras passes the mask
-            that `keys` carries, if any (from `Embedding(mask_zero=True)`,
-            say); an explicit `mask` replaces it, as everywhere in Keras.
-            With `keys_length` too, a position is valid only if both say so.
+            (values above `T` mean all valid, values at or below 0 none;
+            on JAX without x64, int64 lengths above `2**31 - 1` wrap).
+        mask: Optional boolean `(B, T)` tensor, true at valid positions
+            (integer: nonzero is valid), or one mask per input (that of
+            `keys` is used). By default the Keras mask `keys` carries; an
+            explicit `mask` replaces it. Combined with `keys_length`.
         training: Python boolean. Passed to the activation unit.
 
     Output:
@@ -85,10 +77,8 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
         skip_block_size: `None` until the layer is built, and after it where
             every history position is computed; else the size `P` of the
             blocks of consecutive positions that are gathered when they hold
-            a valid one (the rest is left out). Padding is skipped given a
-            mask or lengths, except on JAX (whose `jit` needs static shapes),
-            with Dice and `dice_ignores_padding=False`, and while a torch
-            tracer records a graph (`model.export`, `torch.compile`).
+            a valid one (the rest is left out); see the README for when
+            padding is skipped.
 
     Example:
 

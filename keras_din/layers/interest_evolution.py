@@ -3,6 +3,7 @@ from keras import ops
 
 from keras_din.layers._checks import check_keys_length
 from keras_din.layers._checks import check_keys_mask
+from keras_din.layers._checks import check_optional_units
 from keras_din.layers._checks import check_query_and_keys
 from keras_din.layers._checks import split_inputs
 from keras_din.layers._checks import static_shape
@@ -91,14 +92,8 @@ class InterestEvolution(keras.layers.Layer):
                 f"`gru_type` must be one of {GRU_TYPES}. "
                 f"Received: gru_type={gru_type!r}"
             )
-        if units is not None and (
-            not isinstance(units, int) or isinstance(units, bool) or units < 1
-        ):
-            raise ValueError(
-                f"`units` must be a positive int. Received: units={units!r}"
-            )
         self.gru_type = gru_type
-        self.units = units
+        self.units = check_optional_units("units", units)
         self.seed = seed
         self.supports_masking = True
         self.attention = AttentionSequencePoolingLayer(

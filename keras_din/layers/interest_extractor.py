@@ -7,6 +7,7 @@ from keras_din.layers._checks import check_dtype
 from keras_din.layers._checks import check_keys_length
 from keras_din.layers._checks import check_keys_mask
 from keras_din.layers._checks import check_non_negative
+from keras_din.layers._checks import check_optional_units
 from keras_din.layers._checks import check_positive_units
 from keras_din.layers._checks import dims_disagree
 from keras_din.layers._checks import static_shape
@@ -75,12 +76,7 @@ class InterestExtractor(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if units is not None:
-            units = check_positive_units("units", units)
-            if len(units) != 1:
-                raise ValueError(f"`units` must be an int. Received: units={units}")
-            units = units[0]
-        self.units = units
+        self.units = check_optional_units("units", units)
         self.auxiliary_loss_weight = check_non_negative(
             "auxiliary_loss_weight", auxiliary_loss_weight
         )
@@ -89,29 +85,20 @@ class InterestExtractor(keras.layers.Layer):
         )
         self.seed = seed
         self.supports_masking = True
+        widths = (*self.auxiliary_hidden_units, 1)  # then the logit
         self.auxiliary_layers = [
             keras.layers.Dense(
                 width,
-                activation="sigmoid",
-                kernel_initializer=self._initializer(3 + i),
+                activation="sigmoid" if i < len(widths) - 1 else None,
+                kernel_initializer=keras.initializers.GlorotUniform(self._seed(2 + i)),
                 dtype=self.dtype_policy,
                 name=f"auxiliary_{i}",
             )
-            for i, width in enumerate(self.auxiliary_hidden_units)
-        ] + [
-            keras.layers.Dense(
-                1,
-                kernel_initializer=self._initializer(2),
-                dtype=self.dtype_policy,
-                name="auxiliary_logit",
-            )
+            for i, width in enumerate(widths)
         ]
 
-    def _initializer(self, index, kind="glorot_uniform"):
-        seed = None if self.seed is None else self.seed + index
-        if kind == "orthogonal":
-            return orthogonal(seed)
-        return keras.initializers.GlorotUniform(seed=seed)
+    def _seed(self, index):
+        return None if self.seed is None else self.seed + index
 
     def _validate_inputs(self, inputs, mask=None, negative_keys=None):
         """Checks shapes or tensors; returns `(keys, keys_length or None)`."""
@@ -163,11 +150,13 @@ class InterestExtractor(keras.layers.Layer):
         dim = static_shape(keys_shape)[-1]
         units = self.units or dim
         self.kernel = self.add_weight(
-            shape=(dim, 3 * units), initializer=self._initializer(0), name="kernel"
+            shape=(dim, 3 * units),
+            initializer=keras.initializers.GlorotUniform(self._seed(0)),
+            name="kernel",
         )
         self.recurrent_kernel = self.add_weight(
             shape=(units, 3 * units),
-            initializer=self._initializer(1, "orthogonal"),
+            initializer=orthogonal(self._seed(1)),
             name="recurrent_kernel",
         )
         self.bias = self.add_weight(
