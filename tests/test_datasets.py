@@ -8,21 +8,40 @@ import pytest
 
 from keras_din import datasets
 
-KEYS = {"user", "history", "history_category", "candidate", "candidate_category"}
+KEYS = {
+    "user",
+    "history",
+    "history_category",
+    "negative_history",
+    "negative_history_category",
+    "candidate",
+    "candidate_category",
+}
+SEQUENCES = ("history", "history_category", "negative_history")
 
 
 def check_layout(x, y, max_history):
     assert set(x) == KEYS
     n = y.shape[0]
     assert x["user"].shape == (n,)
-    assert x["history"].shape == x["history_category"].shape == (n, max_history)
+    for key in (*SEQUENCES, "negative_history_category"):
+        assert x[key].shape == (n, max_history)
     assert x["candidate"].shape == x["candidate_category"].shape == (n, 1)
     assert all(v.dtype == np.int32 for v in x.values()) and y.dtype == np.float32
-    # Category 0 exactly where the history is padding; padding only at the end.
-    np.testing.assert_array_equal(x["history"] == 0, x["history_category"] == 0)
+    # Every sequence is padding (0) exactly where the history is, and padding
+    # only at the end.
     valid = x["history"] > 0
+    for key in (*SEQUENCES, "negative_history_category"):
+        np.testing.assert_array_equal(x[key] > 0, valid)
     assert not np.any(~valid[:, :-1] & valid[:, 1:])
     assert np.all(x["candidate"] > 0) and np.all(x["candidate_category"] > 0)
+    # A negative step is an item outside the user's history (where the
+    # catalogue has one: every loader here leaves each user some).
+    for user in np.unique(x["user"]):
+        rows = x["user"] == user
+        seen = set(x["history"][rows].ravel()) - {0}
+        negatives = set(x["negative_history"][rows].ravel()) - {0}
+        assert not negatives & seen, (user, negatives & seen)
 
 
 # --- synthetic ---------------------------------------------------------------
@@ -37,6 +56,16 @@ def test_synthetic_layout_and_determinism():
     # Every user is in both splits; labels are not constant.
     assert set(x["user"]) == set(xt["user"]) == set(range(50))
     assert 0.1 < y.mean() < 0.9
+    # A user's history, and so its negative steps, is the same in every sample.
+    rows = x["user"] == 0
+    assert len(np.unique(x["negative_history"][rows], axis=0)) == 1
+    # The negatives' categories are their items' (one category per item).
+    items = np.concatenate([x["history"], x["negative_history"]]).ravel()
+    categories = np.concatenate(
+        [x["history_category"], x["negative_history_category"]]
+    ).ravel()
+    for item in np.unique(items):
+        assert len(np.unique(categories[items == item])) == 1
     (x2, y2), (xt2, yt2) = datasets.load_synthetic(seed=3, **kwargs)
     for key in KEYS:
         np.testing.assert_array_equal(x[key], x2[key])
@@ -110,9 +139,44 @@ def test_movielens_samples(tmp_path):
     np.testing.assert_array_equal(xt["history"][::2], [[2, 3], [2, 0]])
     np.testing.assert_array_equal(xt["history_category"][::2], [[2, 1], [2, 0]])
     np.testing.assert_array_equal(xt["candidate_category"][::2, 0], [4, 4])
-    # Negatives are movies the user never rated.
+    # Negatives are movies the user never rated: for user 1 only movie 50
+    # (id 5, Comedy), at every step as for the candidate.
     assert set(x["candidate"][1::2, 0]) | {xt["candidate"][1, 0]} <= {5}
     assert xt["candidate"][3, 0] in {1, 3, 4}
+    np.testing.assert_array_equal(
+        x["negative_history"], [[5, 0], [5, 0], [5, 5], [5, 5]]
+    )
+    np.testing.assert_array_equal(x["negative_history_category"][2], [4, 4])
+    np.testing.assert_array_equal(xt["negative_history"][:2], [[5, 5], [5, 5]])
+    assert xt["negative_history"][2, 0] in {1, 3, 4}
+
+
+def test_negative_steps_are_drawn_once_per_user_and_step(tmp_path):
+    # Two users rate 30 of 90 movies each: many possible negatives per step.
+    rng = np.random.default_rng(0)
+    lines = [
+        f"{user}::{movie}::4::{time}"
+        for user in (1, 2)
+        for time, movie in enumerate(rng.choice(90, size=30, replace=False) + 1)
+    ]
+    path = tmp_path / "ratings.dat"
+    path.write_text("\n".join(lines) + "\n")
+    (x, y), (xt, yt) = datasets.load_movielens(path, max_history=40, seed=3)
+    check_layout(x, y, 40)
+    check_layout(xt, yt, 40)
+    for user in (1, 2):
+        rows = np.concatenate([x["negative_history"], xt["negative_history"]])[
+            np.concatenate([x["user"], xt["user"]]) == user
+        ]
+        # The longest history's negatives start every shorter one.
+        longest = rows[np.argmax((rows > 0).sum(axis=1))]
+        for row in rows:
+            length = int((row > 0).sum())
+            np.testing.assert_array_equal(row[:length], longest[:length])
+        assert len(set(longest[longest > 0])) > 10  # not one repeated item
+    # Another seed, other negatives.
+    (x4, _), _ = datasets.load_movielens(path, max_history=40, seed=4)
+    assert not np.array_equal(x["negative_history"], x4["negative_history"])
 
 
 def test_movielens_is_deterministic_and_finds_the_file(tmp_path):
@@ -255,6 +319,8 @@ def test_amazon_samples(tmp_path, meta):
     np.testing.assert_array_equal(x["history_category"][0], [3, 0, 0])
     np.testing.assert_array_equal(x["candidate_category"][0], [4])
     assert x["candidate"][1, 0] == 4  # the one product U2 never reviewed
+    np.testing.assert_array_equal(x["negative_history"][0], [4, 0, 0])
+    np.testing.assert_array_equal(x["negative_history_category"][0], [1, 0, 0])
     np.testing.assert_array_equal(xt["user"], [1, 1, 2, 2])
     np.testing.assert_array_equal(xt["candidate"][::2, 0], [4, 3])
     np.testing.assert_array_equal(xt["candidate_category"][::2, 0], [1, 2])

@@ -156,9 +156,8 @@ def test_mixed_precision_training_is_finite(rng, policy):
 
 @pytest.mark.skipif(
     keras.backend.backend() not in ("tensorflow", "jax"),
-    reason="Keras exports no SavedModel from torch, and torch's exporters "
-    "record the recurrence's loop at one length (DIEN's ONNX export is open, "
-    "issue 15)",
+    reason="Keras exports no SavedModel from torch (its ONNX and .pt2 "
+    "export are tested below)",
 )
 def test_dien_saved_model_serves_new_shapes_without_keras(rng, tmp_path):
     item = keras.Input((3,))
@@ -197,3 +196,90 @@ def test_dien_saved_model_serves_new_shapes_without_keras(rng, tmp_path):
         served = np.load(tmp_path / f"dien.{name}.out.npy")
         expected = model.predict(inputs, verbose=0)
         np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
+
+
+needs_torch = pytest.mark.skipif(
+    keras.backend.backend() != "torch",
+    reason="ONNX and .pt2 are the torch backend's export formats (TensorFlow "
+    "and JAX export a SavedModel, tested above)",
+)
+
+
+def exported_dien(model, path, export_format):
+    """The exported model as a function of the four inputs' arrays."""
+    if export_format == "onnx":
+        import onnxruntime
+
+        model.export(path, format="onnx", verbose=False)
+        session = onnxruntime.InferenceSession(str(path))
+        names = [x.name for x in session.get_inputs()]
+        # The negatives feed the training-only auxiliary loss: ONNX drops them.
+        assert len(names) == 3, names
+        return lambda inputs: session.run(
+            None, dict(zip(names, inputs[:2] + inputs[3:], strict=True))
+        )[0]
+    import torch
+
+    batch = torch.export.Dim("batch")
+    model.export(
+        path,
+        format="torch",
+        dynamic_shapes=[([{0: batch}] * 4,)],
+        verbose=False,
+    )
+    module = torch.export.load(str(path)).module()
+
+    def serve(inputs):
+        with torch.no_grad():
+            return to_numpy(module([torch.as_tensor(x) for x in inputs]))
+
+    return serve
+
+
+@needs_torch
+@pytest.mark.parametrize("gru_type", ["AUGRU", "GRU"])
+@pytest.mark.parametrize("export_format, suffix", [("onnx", "onnx"), ("torch", "pt2")])
+def test_dien_torch_export_serves_new_batch_sizes(
+    rng, tmp_path, gru_type, export_format, suffix
+):
+    model, _, data = dien_model(rng, gru_type)  # history length 6, declared
+    model.fit(data, np.ones((4, 1)), epochs=1, verbose=0)
+    serve = exported_dien(model, tmp_path / f"dien.{suffix}", export_format)
+    for batch in (1, 4, 9):
+        inputs = [
+            rng.normal(size=(batch, 3)).astype("float32"),
+            rng.normal(size=(batch, 6, 3)).astype("float32"),
+            rng.normal(size=(batch, 6, 3)).astype("float32"),
+            rng.integers(0, 7, size=batch).astype("int32"),
+        ]
+        inputs[3][:3] = [0, 1, 6][:batch]  # empty, length 1, full
+        expected = model.predict(inputs, verbose=0)
+        np.testing.assert_allclose(serve(inputs), expected, rtol=1e-5, atol=1e-6)
+
+
+@needs_torch
+@pytest.mark.parametrize("export_format, suffix", [("onnx", "onnx"), ("torch", "pt2")])
+def test_dien_torch_export_of_a_free_history_length_is_refused(
+    tmp_path, export_format, suffix
+):
+    history = keras.Input((None, 3))
+    length = keras.Input((), dtype="int32")
+    interests = InterestExtractor()([history, length])
+    model = keras.Model([history, length], interests)
+    model.predict([np.zeros((2, 4, 3), "float32"), np.array([1, 4])], verbose=0)
+    # Keras's .pt2 export wraps the layer's error in a RuntimeError.
+    error = ValueError if export_format == "onnx" else RuntimeError
+    with pytest.raises(error, match=r"`InterestExtractor` exports from the "):
+        model.export(tmp_path / f"free.{suffix}", format=export_format, verbose=False)
+    # The evolution layer checks its own input: a free length reaches it too.
+    item = keras.Input((3,))
+    states = keras.Input((None, 3))
+    model = keras.Model(
+        [item, states, length], InterestEvolution()([item, states, length])
+    )
+    model.predict(
+        [np.zeros((2, 3), "float32"), np.zeros((2, 4, 3), "float32"), np.array([1, 4])],
+        verbose=0,
+    )
+    with pytest.raises(error, match=r"`InterestEvolution` exports from the "):
+        model.export(tmp_path / f"free.{suffix}", format=export_format, verbose=False)

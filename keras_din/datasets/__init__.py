@@ -3,8 +3,11 @@
 Every function returns `(x_train, y_train), (x_test, y_test)`, where `x_*` is
 a dict of int32 arrays with the keys `"user"` `(N,)`, `"history"` and
 `"history_category"` `(N, T)` (most recent last, right-padded with 0),
-`"candidate"` and `"candidate_category"` `(N, 1)`, and `y_*` holds the
-float32 click labels `(N,)`.
+`"negative_history"` and `"negative_history_category"` `(N, T)` (at each
+valid step an item the user never touched, seeded, 0 at the padding: the
+negative sequence of DIEN's auxiliary loss), `"candidate"` and
+`"candidate_category"` `(N, 1)`, and `y_*` holds the float32 click labels
+`(N,)`.
 """
 
 from keras_din.datasets.amazon import load_amazon

@@ -6,7 +6,15 @@ import zlib
 
 import numpy as np
 
-SAMPLE_KEYS = ("user", "history", "history_category", "candidate", "candidate_category")
+SAMPLE_KEYS = (
+    "user",
+    "history",
+    "history_category",
+    "negative_history",
+    "negative_history_category",
+    "candidate",
+    "candidate_category",
+)
 
 
 def open_lines(path, encoding="utf-8"):
@@ -69,7 +77,13 @@ def check_max_history(max_history):
         )
 
 
-def _sample_negatives(rng, count, num_items, seen):
+def negative_stream(seed):
+    """The generator of the negative histories: its own stream, so that adding
+    them left every other array of a seed as it was."""
+    return np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+
+
+def sample_negatives(rng, count, num_items, seen):
     """`count` item ids in `[1, num_items]`, avoiding `seen` where possible."""
     negatives = rng.integers(1, num_items + 1, size=count)
     if len(seen) >= num_items:
@@ -93,11 +107,15 @@ def sequences_to_samples(
     earlier item from the second on a training target; the history of a
     target is the items before it (the most recent `max_history`). Each
     target gives a positive sample and a negative one whose candidate is a
-    random item the user never interacted with. A `ValueError` naming
+    random item the user never interacted with. The negative history pairs
+    each step of a user's sequence with one more such item (drawn once per
+    user and step, so that a step has the same negative in every sample),
+    for DIEN's auxiliary loss. A `ValueError` naming
     `source` (the data file) says when no user has two items.
     """
     check_max_history(max_history)
     rng = np.random.default_rng(seed)
+    history_rng = negative_stream(seed)
     item_categories = np.asarray(item_categories, dtype="int32")
     num_items = item_categories.shape[0] - 1
     splits = {"train": [], "test": []}
@@ -109,12 +127,15 @@ def sequences_to_samples(
         if max_samples_per_user is not None:
             # The test target plus the latest training targets.
             targets = targets[-(max_samples_per_user + 1) :]
-        negatives = _sample_negatives(rng, targets.size, num_items, set(items.tolist()))
+        seen = set(items.tolist())
+        negatives = sample_negatives(rng, targets.size, num_items, seen)
+        step_negatives = sample_negatives(history_rng, items.size, num_items, seen)
         for index, (target, negative) in enumerate(
             zip(targets, negatives, strict=True)
         ):
             split = "test" if index == targets.size - 1 else "train"
-            history = items[max(0, target - max_history) : target]
+            steps = slice(max(0, target - max_history), target)
+            history = (items[steps], step_negatives[steps])
             splits[split].append((user, history, items[target], 1.0))
             splits[split].append((user, history, negative, 0.0))
     if not splits["test"]:
@@ -130,16 +151,30 @@ def sequences_to_samples(
 
 
 def _to_arrays(rows, item_categories, max_history):
-    history = pad_histories([row[1] for row in rows], max_history)
+    history = pad_histories([row[1][0] for row in rows], max_history)
+    negative_history = pad_histories([row[1][1] for row in rows], max_history)
     candidate = np.array([row[2] for row in rows], dtype="int32").reshape(-1, 1)
-    x = {
-        "user": np.array([row[0] for row in rows], dtype="int32"),
+    x = samples_dict(
+        np.array([row[0] for row in rows], dtype="int32"),
+        history,
+        negative_history,
+        candidate,
+        item_categories,
+    )
+    return x, np.array([row[3] for row in rows], dtype="float32")
+
+
+def samples_dict(user, history, negative_history, candidate, item_categories):
+    """The loaders' dict (`SAMPLE_KEYS`), categories looked up per item."""
+    return {
+        "user": user,
         "history": history,
         "history_category": item_categories[history],
+        "negative_history": negative_history,
+        "negative_history_category": item_categories[negative_history],
         "candidate": candidate,
         "candidate_category": item_categories[candidate],
     }
-    return x, np.array([row[3] for row in rows], dtype="float32")
 
 
 def fetch(fname, origin, **kwargs):

@@ -3,7 +3,10 @@
 import numpy as np
 
 from keras_din.datasets._samples import check_max_history
+from keras_din.datasets._samples import negative_stream
 from keras_din.datasets._samples import pad_histories
+from keras_din.datasets._samples import sample_negatives
+from keras_din.datasets._samples import samples_dict
 
 
 def load_synthetic(
@@ -50,8 +53,10 @@ def load_synthetic(
         `(x_train, y_train), (x_test, y_test)`, where `x_*` is a dict of
         int32 arrays: `"user"` `(N,)`, `"history"` and `"history_category"`
         `(N, max_history)` (most recent last, right-padded with 0),
-        `"candidate"` and `"candidate_category"` `(N, 1)`; and `y_*` holds the
-        float32 click labels `(N,)`.
+        `"negative_history"` and `"negative_history_category"` (same shape:
+        at each step of the history an item the user never touched, for
+        DIEN's auxiliary loss), `"candidate"` and `"candidate_category"`
+        `(N, 1)`; and `y_*` holds the float32 click labels `(N,)`.
 
     Example:
 
@@ -90,7 +95,8 @@ def load_synthetic(
         offsets = (rng.random(len(category_ids)) * counts[category_ids]).astype(int)
         return by_category[starts[category_ids] + offsets]
 
-    users, histories, candidates = [], [], []
+    history_rng = negative_stream(seed)
+    users, histories, negative_histories, candidates = [], [], [], []
     for user in range(num_users):
         interests = rng.choice(
             np.arange(1, num_categories + 1), size=rng.integers(2, 5), replace=False
@@ -103,6 +109,7 @@ def load_synthetic(
             rng.integers(1, num_categories + 1, size=length),
         )
         history = items_of(history_categories)
+        negatives = sample_negatives(history_rng, length, num_items, set(history))
         candidate_categories = np.where(
             rng.random(impressions_per_user) < 0.5,
             rng.choice(interests, size=impressions_per_user),
@@ -110,24 +117,21 @@ def load_synthetic(
         )
         users.extend([user] * impressions_per_user)
         histories.extend([history] * impressions_per_user)
+        negative_histories.extend([negatives] * impressions_per_user)
         candidates.append(items_of(candidate_categories))
 
     users = np.array(users, dtype="int32")
-    history = pad_histories(histories, max_history)
-    history_category = item_category[history]
-    candidate = np.concatenate(candidates).reshape(-1, 1)
-    candidate_category = item_category[candidate]
-    matches = np.sum(history_category == candidate_category, axis=1)
-    logits = -2.5 + 1.5 * np.minimum(matches, 3) + quality[candidate[:, 0]]
+    x = samples_dict(
+        users,
+        pad_histories(histories, max_history),
+        pad_histories(negative_histories, max_history),
+        np.concatenate(candidates).reshape(-1, 1),
+        item_category,
+    )
+    matches = np.sum(x["history_category"] == x["candidate_category"], axis=1)
+    logits = -2.5 + 1.5 * np.minimum(matches, 3) + quality[x["candidate"][:, 0]]
     labels = (rng.random(users.size) < 1 / (1 + np.exp(-logits))).astype("float32")
 
-    x = {
-        "user": users,
-        "history": history,
-        "history_category": history_category,
-        "candidate": candidate,
-        "candidate_category": candidate_category,
-    }
     num_test = max(1, round(test_fraction * impressions_per_user))
     test = np.arange(users.size) % impressions_per_user >= (
         impressions_per_user - num_test

@@ -35,14 +35,19 @@ def is_tracing_fixed_shapes():
     """
     if _backend() != "torch":
         return False
+    compiler = getattr(sys.modules["torch"], "compiler", None)
+    return is_exporting() or bool(getattr(compiler, "is_compiling", bool)())
+
+
+def is_exporting():
+    """Whether a torch exporter (`torch.jit.trace`, `torch.export`) is
+    recording a graph now: one that replays the traced shapes' loops."""
+    if _backend() != "torch":
+        return False
     # The module Keras loaded for this backend (keras-din imports no backend).
     torch = sys.modules["torch"]
     compiler = getattr(torch, "compiler", None)  # older torch lacks these
-    return bool(
-        torch.jit.is_tracing()
-        or getattr(compiler, "is_compiling", lambda: False)()
-        or getattr(compiler, "is_exporting", lambda: False)()
-    )
+    return bool(torch.jit.is_tracing() or getattr(compiler, "is_exporting", bool)())
 
 
 def row_taker(positions, kept):

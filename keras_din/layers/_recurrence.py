@@ -17,6 +17,8 @@ output is 0.
 import keras
 from keras import ops
 
+from keras_din.layers._backend import is_exporting
+
 GRU_TYPES = ("GRU", "AIGRU", "AGRU", "AUGRU")
 
 
@@ -29,6 +31,25 @@ def orthogonal(seed):
         return ops.cast(initializer(shape, dtype="float32"), dtype or "float32")
 
     return initialize
+
+
+def check_exportable(layer, history_length):
+    """Refuses a torch export that would serve one history length silently.
+
+    torch's exporters unroll the recurrence's loop at the traced length, so
+    the graph is right for that length only: fine where the model declares
+    it (`history_length`, from the layer's build), wrong where it is free.
+    """
+    if history_length is None and is_exporting():
+        raise ValueError(
+            f"`{type(layer).__name__}` exports from the torch backend only "
+            "with a known history length: torch's exporters unroll the "
+            "recurrence at the traced length, and the exported model would "
+            "serve that length alone. Declare it in the model's inputs, e.g. "
+            "`keras.Input((T, E))` or `keras.Input((T,), dtype='int32')`, and "
+            "pad histories to T. Expected: keys.shape[1] known when the layer "
+            "was built. Received: keys.shape[1]=None"
+        )
 
 
 def gated_recurrence(
@@ -74,7 +95,7 @@ def gated_recurrence(
     per_step = [ops.moveaxis(x, 1, 0) for x in per_step]
 
     def step(previous, time):
-        inputs = [ops.take(x, time, axis=0) for x in per_step]
+        inputs = [x[time] for x in per_step]
         x = inputs[0]
         score = inputs[1] if attention is not None else None
         if gru_type == "AIGRU":

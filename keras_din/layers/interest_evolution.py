@@ -10,6 +10,7 @@ from keras_din.layers._checks import static_shape
 from keras_din.layers._masking import valid_positions
 from keras_din.layers._masking import zero_padding
 from keras_din.layers._recurrence import GRU_TYPES
+from keras_din.layers._recurrence import check_exportable
 from keras_din.layers._recurrence import gated_recurrence
 from keras_din.layers._recurrence import orthogonal
 from keras_din.layers.attention_sequence_pooling_layer import (
@@ -132,7 +133,7 @@ class InterestEvolution(keras.layers.Layer):
 
     def build(self, input_shape):
         query_shape, keys_shape = self._validate_inputs(input_shape)[:2]
-        dim = static_shape(keys_shape)[-1]
+        self._history_length, dim = static_shape(keys_shape)[1:]
         units = self.units or dim
         self.attention.build([query_shape, keys_shape])
         seed = self.seed
@@ -158,6 +159,7 @@ class InterestEvolution(keras.layers.Layer):
             mask = mask[1]
         one_candidate = len(static_shape(inputs[0])) == 2
         inputs = self._validate_inputs(inputs, mask)
+        check_exportable(self, self._history_length)
         query, interests = inputs[0], inputs[1]
         keys_length = inputs[2] if len(inputs) == 3 else None
         valid = valid_positions(interests, keys_length, mask)

@@ -13,6 +13,7 @@ from keras_din.layers._checks import dims_disagree
 from keras_din.layers._checks import static_shape
 from keras_din.layers._masking import valid_positions
 from keras_din.layers._masking import zero_padding
+from keras_din.layers._recurrence import check_exportable
 from keras_din.layers._recurrence import gated_recurrence
 from keras_din.layers._recurrence import orthogonal
 
@@ -147,7 +148,7 @@ class InterestExtractor(keras.layers.Layer):
 
     def build(self, input_shape):
         keys_shape, _ = self._validate_inputs(input_shape)
-        dim = static_shape(keys_shape)[-1]
+        self._history_length, dim = static_shape(keys_shape)[1:]
         units = self.units or dim
         self.kernel = self.add_weight(
             shape=(dim, 3 * units),
@@ -173,6 +174,7 @@ class InterestExtractor(keras.layers.Layer):
     def call(self, inputs, mask=None, negative_keys=None, training=None):
         mask = _mask_of_keys(mask)
         keys, keys_length = self._validate_inputs(inputs, mask, negative_keys)
+        check_exportable(self, self._history_length)
         valid = valid_positions(keys, keys_length, mask)
         if valid is not None:
             keys = zero_padding(keys, valid)  # nothing of the padding leaks
