@@ -8,8 +8,20 @@ from layer_checks import random_like_weights
 from layer_checks import to_numpy
 
 from keras_din import InterestExtractor
+from keras_din.layers import _auxiliary_loss
 
 AUX = (6,)
+
+
+@pytest.fixture(params=["valid pairs", "every pair"])
+def pair_selection(request, monkeypatch):
+    """Runs a test on both ways of computing the auxiliary loss: the MLP on
+    the valid pairs only (backends with data-dependent sizes, in eager
+    calls) and on every pair with the others selected out (JAX's `jit`)."""
+    monkeypatch.setattr(
+        _auxiliary_loss, "has_dynamic_shapes", lambda: request.param == "valid pairs"
+    )
+    return request.param
 
 
 def make_inputs(rng, batch=4, history=6, dim=3):
@@ -56,7 +68,7 @@ def test_states_match_reference(rng, by):
     assert np.all(actual[~valid] == 0)
 
 
-def test_auxiliary_loss_matches_reference(rng):
+def test_auxiliary_loss_matches_reference(rng, pair_selection):
     keys, negatives = make_inputs(rng)
     lengths = np.array([0, 1, 4, 6])
     valid = ref.valid_from_lengths(lengths, keys.shape[1])
@@ -72,14 +84,14 @@ def test_auxiliary_loss_matches_reference(rng):
     assert not layer.losses
 
 
-def test_no_pair_gives_zero_loss(rng):
+def test_no_pair_gives_zero_loss(rng, pair_selection):
     keys, negatives = make_inputs(rng)
     layer, _ = make_layer(rng, keys, auxiliary_loss_weight=1.0)
     layer([keys, np.array([0, 1, 1, 0])], negative_keys=negatives, training=True)
     assert to_numpy(layer.losses[0]) == 0.0
 
 
-def test_nan_in_padding_never_reaches_valid_results(rng):
+def test_nan_in_padding_never_reaches_valid_results(rng, pair_selection):
     keys, negatives = make_inputs(rng)
     lengths = np.array([0, 2, 5, 6])
     valid = ref.valid_from_lengths(lengths, keys.shape[1])
@@ -95,16 +107,22 @@ def test_nan_in_padding_never_reaches_valid_results(rng):
     np.testing.assert_array_equal(results[1][1], results[0][1])
 
 
+def training_model(history=6, dim=3):
+    """`[history, negatives, lengths] -> states` through an extractor with
+    the auxiliary loss; returns `(model, extractor)`."""
+    keys = keras.Input((history, dim))
+    negatives = keras.Input((history, dim))
+    lengths = keras.Input((), dtype="int32")
+    layer = InterestExtractor(auxiliary_loss_weight=1.0, auxiliary_hidden_units=AUX)
+    states = layer([keys, lengths], negative_keys=negatives)
+    return keras.Model([keys, negatives, lengths], states), layer
+
+
 def test_training_with_auxiliary_loss_and_save_load(rng, tmp_path):
     keys, negatives = make_inputs(rng)
     lengths = np.array([0, 1, 4, 6])
     keys[ref.valid_from_lengths(lengths, 6) == 0] = np.nan
-    history = keras.Input((6, 3))
-    negative = keras.Input((6, 3))
-    length = keras.Input((), dtype="int32")
-    layer = InterestExtractor(auxiliary_loss_weight=1.0, auxiliary_hidden_units=AUX)
-    states = layer([history, length], negative_keys=negative)
-    model = keras.Model([history, negative, length], states)
+    model, layer = training_model()
     model.compile(optimizer="sgd", loss="mse")
     before = [to_numpy(w) for w in layer.weights]
     model.fit([keys, negatives, lengths], np.zeros((4, 6, 3)), epochs=2, verbose=0)
@@ -113,6 +131,34 @@ def test_training_with_auxiliary_loss_and_save_load(rng, tmp_path):
     # The auxiliary MLP learns only through the auxiliary loss.
     assert not np.allclose(before[-1], after[-1])
     assert_save_load(model, [keys, negatives, lengths], tmp_path)
+
+
+def test_pair_selections_train_alike(rng, monkeypatch):
+    # One SGD step on the auxiliary loss alone moves every weight the same
+    # way whether the MLP sees the valid pairs only or every pair.
+    keys, negatives = make_inputs(rng)
+    lengths = np.array([0, 2, 5, 6])
+    keys[~ref.valid_from_lengths(lengths, 6)] = np.nan
+    weights = None
+    results = []
+    for valid_pairs_only in (True, False):
+        monkeypatch.setattr(
+            _auxiliary_loss, "has_dynamic_shapes", lambda v=valid_pairs_only: v
+        )
+        model, layer = training_model()
+        # Eager, so that JAX computes the pairs' data-dependent sizes too.
+        model.compile(
+            optimizer=keras.optimizers.SGD(1.0),
+            loss=lambda y, out: 0.0 * keras.ops.sum(out),
+            run_eagerly=True,
+        )
+        weights = weights or random_like_weights(layer, rng)
+        layer.set_weights(weights)
+        model.train_on_batch([keys, negatives, lengths], np.zeros((4, 6, 3)))
+        results.append([to_numpy(w) for w in layer.weights])
+    for after, other, before in zip(*results, weights, strict=True):
+        assert not np.array_equal(after, before)
+        np.testing.assert_allclose(after, other, rtol=1e-5, atol=1e-6)
 
 
 def test_output_mask_marks_valid_positions(rng):

@@ -33,10 +33,7 @@ def is_tracing_fixed_shapes():
     record no data-dependent sizes (or record one value of them), so the
     layers compute every position while one of them runs.
     """
-    if _backend() != "torch":
-        return False
-    compiler = getattr(sys.modules["torch"], "compiler", None)
-    return is_exporting() or bool(getattr(compiler, "is_compiling", bool)())
+    return is_exporting() or bool(_torch_compiler("is_compiling"))
 
 
 def is_exporting():
@@ -44,10 +41,17 @@ def is_exporting():
     recording a graph now: one that replays the traced shapes' loops."""
     if _backend() != "torch":
         return False
+    tracing = sys.modules["torch"].jit.is_tracing()
+    return bool(tracing or _torch_compiler("is_exporting"))
+
+
+def _torch_compiler(question):
+    """`torch.compiler.<question>()` on the torch backend, else False."""
+    if _backend() != "torch":
+        return False
     # The module Keras loaded for this backend (keras-din imports no backend).
-    torch = sys.modules["torch"]
-    compiler = getattr(torch, "compiler", None)  # older torch lacks these
-    return bool(torch.jit.is_tracing() or getattr(compiler, "is_exporting", bool)())
+    compiler = getattr(sys.modules["torch"], "compiler", None)
+    return getattr(compiler, question, bool)()  # older torch lacks these
 
 
 def row_taker(positions, kept):
@@ -102,3 +106,27 @@ def to_history_length(keys_mask, keys):
     history = ops.shape(keys)[1]
     padded = ops.pad(keys_mask, [[0, 0], [0, history]])
     return padded[:, :history]
+
+
+def scan_over_time(step, state, sequences):
+    """`state, output = step(state, slices)` over the first axis of every
+    sequence; returns the final state and the stacked outputs (`None` where
+    `step` outputs `None`).
+
+    torch's `scan` is a Python loop that takes `x[t]` from each sequence;
+    in training, each of those slices' backward writes a zero tensor of the
+    whole sequence, T times over (most of a DIEN training step at B=1024,
+    T=50). Unbinding every sequence once has one backward, a stack. The
+    other backends scan over the time indices and slice in the step: Keras's
+    TensorFlow `scan` fails on several sequences of unknown length (a
+    history axis of `None`, as exported models have).
+    """
+    length = ops.shape(sequences[0])[0]
+    if _backend() == "torch" and length:
+        outputs = []
+        for slices in zip(*(ops.unstack(x) for x in sequences), strict=True):
+            state, output = step(state, slices)
+            outputs.append(output)
+        return state, None if outputs[0] is None else ops.stack(outputs)
+    times = ops.arange(length, dtype="int32")
+    return ops.scan(lambda s, t: step(s, [x[t] for x in sequences]), state, times)

@@ -18,6 +18,8 @@ import keras
 from keras import ops
 
 from keras_din.layers._backend import is_exporting
+from keras_din.layers._backend import scan_over_time
+from keras_din.layers._masking import zero_padding
 
 GRU_TYPES = ("GRU", "AIGRU", "AGRU", "AUGRU")
 
@@ -53,55 +55,63 @@ def check_exportable(layer, history_length):
 
 
 def gated_recurrence(
-    projected,
+    inputs,
     valid,
+    kernel,
     recurrent_kernel,
+    bias,
     recurrent_bias,
-    input_bias,
     gru_type="GRU",
     attention=None,
 ):
     """Runs the recurrence over the time axis.
 
     Args:
-        projected: `(B, T, 3H)`, the inputs times the kernel, `x_t W`
-            (without the input bias, which AIGRU adds after the scaling).
+        inputs: `(B, T, E)`, the sequence `x_t`.
         valid: `(B, T)` boolean, or `None` (every position valid).
-        recurrent_kernel: `(H, 3H)`. recurrent_bias, input_bias: `(3H,)`.
+        kernel: `(E, 3H)`. recurrent_kernel: `(H, 3H)`. bias,
+            recurrent_bias: `(3H,)`.
         gru_type: one of `GRU_TYPES`.
         attention: `(B, T, C)` attention weights, for every type but
             `"GRU"`; the states then have a candidate axis.
 
     Returns:
-        `(outputs, final)`: `(B, T, H)` and `(B, H)`, or with `attention`
-        `(B, T, C, H)` and `(B, C, H)`.
+        Without `attention`, the states at every step, `(B, T, H)` (0 at
+        the padding); with it, the final states only, `(B, C, H)`.
     """
-    batch = ops.shape(projected)[0]
+    batch = ops.shape(inputs)[0]
     units = recurrent_kernel.shape[0]
     if attention is None:
-        state = ops.zeros((batch, units), projected.dtype)
-        per_step = [projected]
+        state = ops.zeros((batch, units), inputs.dtype)
+        per_step = [inputs]
     else:
         candidates = ops.shape(attention)[2]
-        state = ops.zeros((batch, candidates, units), projected.dtype)
-        projected = ops.expand_dims(projected, 2)  # (B, T, 1, 3H)
-        per_step = [projected, ops.expand_dims(attention, -1)]  # (B, T, C, 1)
+        state = ops.zeros((batch, candidates, units), inputs.dtype)
+        per_step = [inputs, ops.expand_dims(attention, -1)]  # (B, T, C, 1)
     if valid is not None:
         step_valid = valid if attention is None else ops.expand_dims(valid, -1)
         per_step.append(ops.expand_dims(step_valid, -1))
-    # Time first. `scan` runs over the time indices and each step takes its
-    # slices: Keras's TensorFlow `scan` fails on several inputs of unknown
-    # length (a history axis of `None`, as exported models have).
-    per_step = [ops.moveaxis(x, 1, 0) for x in per_step]
+    per_step = [ops.moveaxis(x, 1, 0) for x in per_step]  # time first
 
-    def step(previous, time):
-        inputs = [x[time] for x in per_step]
-        x = inputs[0]
-        score = inputs[1] if attention is not None else None
+    def step(previous, sliced):
+        # The input is projected step by step, not for the whole sequence
+        # before the loop: XLA's CPU loop then reads one contiguous slice
+        # per step (3x faster under `jax.jit` at B=1024, T=50), and the
+        # other backends run the same FLOPs.
+        x = ops.matmul(sliced[0], kernel)
+        score = None
+        if attention is not None:
+            x = ops.expand_dims(x, 1)  # one input for every candidate
+            score = sliced[1]
         if gru_type == "AIGRU":
-            x = score * x
-        x = x + input_bias
-        h = ops.matmul(previous, recurrent_kernel) + recurrent_bias
+            x = score * x  # (a_t x_t) W = a_t (x_t W)
+        x = x + bias
+        if attention is None:
+            h = ops.matmul(previous, recurrent_kernel)
+        else:  # as one 2-D product, which XLA runs faster than a 3-D one
+            h = ops.matmul(ops.reshape(previous, (-1, units)), recurrent_kernel)
+            h = ops.reshape(h, ops.shape(previous)[:2] + (3 * units,))
+        h = h + recurrent_bias
         x_r, x_u, x_n = ops.split(x, 3, axis=-1)
         h_r, h_u, h_n = ops.split(h, 3, axis=-1)
         reset = ops.sigmoid(x_r + h_r)
@@ -113,11 +123,13 @@ def gated_recurrence(
             if gru_type == "AUGRU":
                 update = score * update
         state = previous + update * (candidate - previous)
-        if valid is None:
-            return state, state
-        here = inputs[-1]
-        return ops.where(here, state, previous), ops.where(here, state, 0.0)
+        output = None if attention is not None else state
+        if valid is not None:
+            state = ops.where(sliced[-1], state, previous)
+        return state, output
 
-    times = ops.arange(ops.shape(per_step[0])[0], dtype="int32")
-    final, outputs = ops.scan(step, state, times)
-    return ops.moveaxis(outputs, 0, 1), final
+    final, outputs = scan_over_time(step, state, per_step)
+    if attention is not None:
+        return final
+    outputs = ops.moveaxis(outputs, 0, 1)
+    return outputs if valid is None else zero_padding(outputs, valid)

@@ -165,15 +165,14 @@ class InterestEvolution(keras.layers.Layer):
         valid = valid_positions(interests, keys_length, mask)
         if valid is not None:
             interests = zero_padding(interests, valid)
-        projected = ops.matmul(interests, self.kernel)
-        gru = (self.recurrent_kernel, self.recurrent_bias, self.bias)
+        gru = (self.kernel, self.recurrent_kernel, self.bias, self.recurrent_bias)
         if self.gru_type == "GRU":
-            states, _ = gated_recurrence(projected, valid, *gru)
+            states = gated_recurrence(interests, valid, *gru)
             output = self.attention([query, states], mask=valid, training=training)
         else:
             weights = self.attention([query, interests], mask=valid, training=training)
-            _, output = gated_recurrence(
-                projected,
+            output = gated_recurrence(
+                interests,
                 valid,
                 *gru,
                 gru_type=self.gru_type,

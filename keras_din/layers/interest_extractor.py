@@ -1,8 +1,8 @@
 import numbers
 
 import keras
-from keras import ops
 
+from keras_din.layers._auxiliary_loss import auxiliary_loss
 from keras_din.layers._checks import check_dtype
 from keras_din.layers._checks import check_keys_length
 from keras_din.layers._checks import check_keys_mask
@@ -178,38 +178,20 @@ class InterestExtractor(keras.layers.Layer):
         valid = valid_positions(keys, keys_length, mask)
         if valid is not None:
             keys = zero_padding(keys, valid)  # nothing of the padding leaks
-        states, _ = gated_recurrence(
-            ops.matmul(keys, self.kernel),
+        states = gated_recurrence(
+            keys,
             valid,
+            self.kernel,
             self.recurrent_kernel,
-            self.recurrent_bias,
             self.bias,
+            self.recurrent_bias,
         )
         if training and self.auxiliary_loss_weight > 0 and negative_keys is not None:
-            loss = self._auxiliary_loss(states, keys, negative_keys, valid)
+            loss = auxiliary_loss(
+                self.auxiliary_layers, states, keys, negative_keys, valid
+            )
             self.add_loss(self.auxiliary_loss_weight * loss)
         return states
-
-    def _auxiliary_loss(self, states, keys, negative_keys, valid):
-        """Eq. 3: the mean cross-entropy over the valid `(t, t + 1)` pairs."""
-        if valid is None:
-            valid = ops.ones(ops.shape(keys)[:2], "bool")
-        pairs = ops.logical_and(valid[:, :-1], valid[:, 1:])  # (B, T - 1)
-        pair_mask = ops.expand_dims(pairs, -1)
-        now = ops.where(pair_mask, states[:, :-1], 0.0)
-        terms = []
-        for following, label in ((keys, 1.0), (negative_keys, 0.0)):
-            following = ops.where(pair_mask, following[:, 1:], 0.0)
-            hidden = ops.concatenate([now, following], axis=-1)
-            for layer in self.auxiliary_layers:
-                hidden = layer(hidden)
-            logits = ops.cast(hidden[..., 0], "float32")
-            # -log(sigmoid(z)) = softplus(-z); -log(1 - sigmoid(z)) = softplus(z)
-            terms.append(ops.softplus(-logits if label else logits))
-        pairs = ops.cast(pairs, "float32")
-        total = ops.sum((terms[0] + terms[1]) * pairs)
-        count = 2.0 * ops.sum(pairs)
-        return total / ops.maximum(count, 1.0)
 
     def compute_output_shape(self, input_shape):
         keys_shape, _ = self._validate_inputs(input_shape)
