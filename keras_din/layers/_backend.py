@@ -115,8 +115,9 @@ def scan_over_time(step, state, sequences):
 
     torch's `scan` is a Python loop that takes `x[t]` from each sequence;
     in training, each of those slices' backward writes a zero tensor of the
-    whole sequence, T times over (most of a DIEN training step at B=1024,
-    T=50). Unbinding every sequence once has one backward, a stack. The
+    whole sequence, T times over (half of a DIEN training step at B=1024,
+    T=50, in torch's profiler). Unbinding every sequence once has one
+    backward, a stack. The
     other backends scan over the time indices and slice in the step: Keras's
     TensorFlow `scan` fails on several sequences of unknown length (a
     history axis of `None`, as exported models have).
