@@ -2,6 +2,7 @@
 
 from keras_din import datasets
 from keras_din import metrics
+from keras_din import models
 from keras_din.layers import AttentionSequencePoolingLayer
 from keras_din.layers import Dice
 from keras_din.layers import InterestEvolution
@@ -21,4 +22,5 @@ __all__ = [
     "__version__",
     "datasets",
     "metrics",
+    "models",
 ]

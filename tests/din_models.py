@@ -12,12 +12,19 @@ with the batch size and `T` unknown, and returns a click probability `(B, 1)`.
 One more kind, `"candidates"`, has no golden file: `candidate (B, 3)` ids
 scored in one call against the history (lengths, softmax), and a click
 probability per candidate, `(B, 3)`.
+
+`BUILDER_KINDS` are models of `keras_din.models` (DIN and DIEN, two
+candidates per row) on the feature specs below, which take a dict of inputs.
 """
 
 import keras
 import numpy as np
 
 import keras_din
+from keras_din.models import DIEN
+from keras_din.models import DIN
+from keras_din.models import BehaviorSequence
+from keras_din.models import Feature
 
 KINDS = ("lengths", "mask_zero", "explicit_mask")
 CANDIDATES = 3
@@ -104,4 +111,85 @@ def train_briefly(model, kind, seed=0):
     labels = (inputs[0] % 2).astype("float32")
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy")
     model.fit(inputs, labels, batch_size=16, epochs=2, verbose=0)
+    return model
+
+
+# --- Models of keras_din.models -----------------------------------------------
+
+ATT = (5, 3)
+DNN = (8, 4)
+ITEMS, CATEGORIES, USERS = 30, 7, 10
+T_CLICKS, T_BUYS = 6, 4
+ATT = (5, 3)
+DNN = (8, 4)
+
+FEATURES = [
+    Feature("user", USERS, 3),
+    Feature("item", ITEMS, 4),
+    Feature("category", CATEGORIES, 2),
+]
+CLICKS = BehaviorSequence(
+    "clicks",
+    {"clicked_items": "item", "clicked_categories": "category"},
+    max_length=T_CLICKS,
+    length="clicks_length",
+    negatives={
+        "clicked_items": "negative_items",
+        "clicked_categories": "negative_categories",
+    },
+)
+BUYS = BehaviorSequence("buys", {"bought_items": "item"}, max_length=T_BUYS)
+
+
+def feature_data(rng, rows=8, candidates=1):
+    """Input arrays with an empty history, padding inside the lengths and
+    lengths beyond the ids."""
+    clicked = rng.integers(1, ITEMS, (rows, T_CLICKS))
+    lengths = rng.integers(0, T_CLICKS + 2, rows)
+    lengths[0] = 0
+    clicked[1, 2] = 0  # a hole inside the length
+    bought = np.where(
+        rng.random((rows, T_BUYS)) < 0.3, 0, rng.integers(1, ITEMS, (rows, T_BUYS))
+    )
+    bought[2] = 0
+    x = {
+        "user": rng.integers(0, USERS, rows),
+        "item": rng.integers(1, ITEMS, (rows, candidates)),
+        "category": rng.integers(1, CATEGORIES, (rows, candidates)),
+        "clicked_items": clicked,
+        "clicked_categories": np.where(
+            clicked > 0, rng.integers(1, CATEGORIES, clicked.shape), 0
+        ),
+        "clicks_length": lengths,
+        "bought_items": bought,
+        "negative_items": rng.integers(1, ITEMS, (rows, T_CLICKS)),
+        "negative_categories": rng.integers(1, CATEGORIES, (rows, T_CLICKS)),
+    }
+    return {name: a.astype("int32") for name, a in x.items()}
+
+
+BUILDER_KINDS = ("builder_din", "builder_dien")
+
+
+def builder_model(kind):
+    """A small DIN or DIEN (Dice, two candidates per row) on `FEATURES`."""
+    if kind == "builder_din":
+        return DIN(FEATURES, [CLICKS, BUYS], 2, ATT, dnn_hidden_units=DNN)
+    return DIEN(
+        FEATURES,
+        [CLICKS, BUYS],
+        candidates=2,
+        auxiliary_hidden_units=(4,),
+        att_hidden_units=ATT,
+        dnn_hidden_units=DNN,
+    )
+
+
+def train_builder_briefly(model, seed=0):
+    rng = np.random.default_rng(seed)
+    x = feature_data(rng, rows=64, candidates=2)
+    x = {name: x[name] for name in model.input}
+    labels = (x["item"] % 2).astype("float32")
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy")
+    model.fit(x, labels, batch_size=16, epochs=2, verbose=0)
     return model

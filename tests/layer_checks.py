@@ -1,5 +1,10 @@
 """Small checks every keras-din layer goes through (no keras.src internals)."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import keras
 import numpy as np
 
@@ -40,3 +45,16 @@ def random_like_weights(layer, rng, scale=0.5):
             a = np.abs(a) + 0.5
         arrays.append(a.astype("float32"))
     return arrays
+
+
+def serve_saved_models(directory):
+    """Serves the SavedModels of `directory` with `tests/tf_serving.py`, in a
+    TensorFlow-only process, as a server would (see that file)."""
+    result = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "tf_serving.py"), str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]

@@ -20,6 +20,7 @@ from din_models import KINDS
 from din_models import din_inputs
 from din_models import din_model
 from din_models import train_briefly
+from layer_checks import serve_saved_models
 
 import keras_din  # noqa: F401  (registers the layers before loading)
 from keras_din.export import FORMATS
@@ -103,14 +104,7 @@ def saved_model_results(tmp_path_factory):
                 arrays = {f"input_{i}": x for i, x in enumerate(inputs)}
                 np.savez(directory / f"{name}.case{index}.npz", **arrays)
                 expected[source, kind].append(model.predict(inputs, verbose=0))
-    result = subprocess.run(
-        [sys.executable, str(TESTS / "tf_serving.py"), str(directory)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    serve_saved_models(directory)
     return {
         key: [
             (np.load(directory / f"{key[0]}_{key[1]}.case{i}.out.npy"), keras_out)

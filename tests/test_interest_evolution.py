@@ -1,8 +1,3 @@
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
@@ -10,6 +5,7 @@ import reference as ref
 from layer_checks import assert_config_round_trip
 from layer_checks import assert_save_load
 from layer_checks import random_like_weights
+from layer_checks import serve_saved_models
 from layer_checks import to_numpy
 
 from keras_din import InterestEvolution
@@ -183,15 +179,7 @@ def test_dien_saved_model_serves_new_shapes_without_keras(rng, tmp_path):
     for name, inputs in cases.items():
         arrays = {f"input_{i}": x for i, x in enumerate(inputs)}
         np.savez(tmp_path / f"dien.{name}.npz", **arrays)
-    tests = Path(__file__).parent
-    result = subprocess.run(
-        [sys.executable, str(tests / "tf_serving.py"), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    serve_saved_models(tmp_path)
     for name, inputs in cases.items():
         served = np.load(tmp_path / f"dien.{name}.out.npy")
         expected = model.predict(inputs, verbose=0)

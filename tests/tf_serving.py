@@ -3,7 +3,8 @@
     python tests/tf_serving.py DIR
 
 For every SavedModel directory `DIR/<name>` and every input file
-`DIR/<name>.<case>.npz` (arrays `input_0`, `input_1`, ...), writes the
+`DIR/<name>.<case>.npz` (arrays `input_0`, `input_1`, ... for a model that
+takes a list, else arrays named by input for one that takes a dict), writes the
 outputs of the `serve` endpoint to `DIR/<name>.<case>.out.npy`. keras,
 keras_din, jax and torch are made unimportable first (TensorFlow looks for
 keras and jax when present, and does without them), so the artifacts are
@@ -28,7 +29,12 @@ def main(directory):
         served = tf.saved_model.load(str(model_dir))
         for case in sorted(directory.glob(f"{model_dir.name}.*.npz")):
             data = np.load(case)
-            inputs = [tf.constant(data[f"input_{i}"]) for i in range(len(data.files))]
+            if all(name.startswith("input_") for name in data.files):
+                inputs = [
+                    tf.constant(data[f"input_{i}"]) for i in range(len(data.files))
+                ]
+            else:
+                inputs = {name: tf.constant(data[name]) for name in data.files}
             outputs = served.serve(inputs)
             np.save(case.with_suffix(".out.npy"), outputs.numpy())
     loaded = [m for m in BLOCKED if sys.modules.get(m) is not None]

@@ -1,0 +1,17 @@
+"""Model builders: DIN, DIEN and the DIN paper's base model from feature specs."""
+
+from keras_din.models.base_model import BaseModel
+from keras_din.models.behavior_sequence import BehaviorSequence
+from keras_din.models.dien import DIEN
+from keras_din.models.din import DIN
+from keras_din.models.feature import Feature
+from keras_din.models.feature_model import FeatureModel
+
+__all__ = [
+    "DIEN",
+    "DIN",
+    "BaseModel",
+    "BehaviorSequence",
+    "Feature",
+    "FeatureModel",
+]

@@ -1,0 +1,246 @@
+"""What the model builders share: the inputs, the tables and the MLP head."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_din.layers._activations import activation_factory
+from keras_din.layers._checks import check_non_negative
+from keras_din.layers._checks import check_positive_units
+from keras_din.layers._checks import check_rate
+from keras_din.layers.mini_batch_aware_embedding import MiniBatchAwareEmbedding
+from keras_din.models._specs import check_positive_int
+from keras_din.models.behavior_sequence import BehaviorSequence
+from keras_din.models.feature import Feature
+from keras_din.models.feature_model import FeatureModel
+from keras_din.models.feature_model import check_feature_arrays
+
+
+class FeatureGraph:
+    """The inputs and embeddings of a model on `features` and `behaviors`.
+
+    Checks the specs, makes one `keras.Input` per input name and one
+    `MiniBatchAwareEmbedding` per `Feature`, and embeds inputs on demand.
+
+    Args:
+        features: list of `Feature`.
+        behaviors: list of `BehaviorSequence`.
+        candidates: int. The number of candidates per row, `C`.
+        embedding_l2: float. The mini-batch aware regularization strength.
+        frequencies: Optional dict of arrays keyed by input name, over which
+            each table's id frequencies are counted.
+        negatives: bool. Whether the behaviours' negative inputs are inputs
+            of the model.
+    """
+
+    def __init__(
+        self, features, behaviors, candidates, embedding_l2, frequencies, negatives
+    ):
+        self.features = _by_name(_check_specs("features", features, Feature))
+        self.behaviors = _check_specs("behaviors", behaviors, BehaviorSequence)
+        self.candidates = check_positive_int("candidates", candidates)
+        self.negatives = negatives
+        embedding_l2 = check_non_negative("embedding_l2", embedding_l2)
+        names = [behavior.name for behavior in self.behaviors]
+        if len(set(names)) != len(names):
+            raise ValueError(
+                f"Behavior sequences must have distinct names. Received: {names}"
+            )
+        self.candidate_names = self._candidate_names()
+        self.table_of = {}  # the feature whose table embeds each input
+        self.inputs = {
+            name: keras.Input(shape, dtype="int32", name=name)
+            for name, shape in self._input_shapes().items()
+        }
+        self.vocabulary_sizes = {
+            name: self.features[feature].vocabulary_size
+            for name, feature in self.table_of.items()
+        }
+        if frequencies is not None:
+            self._check_frequencies(frequencies)
+        self.tables = {
+            name: self._table(feature, embedding_l2, frequencies)
+            for name, feature in self.features.items()
+        }
+        self._embedded = {}
+
+    def _candidate_names(self):
+        """The features that the behaviour sequences refer to."""
+        for behavior in self.behaviors:
+            for history, feature in behavior.features.items():
+                if feature not in self.features:
+                    raise ValueError(
+                        f"History input {history!r} of behavior sequence "
+                        f"{behavior.name!r} shares the table of feature "
+                        f"{feature!r}, which is not in `features`: "
+                        f"{list(self.features)}"
+                    )
+        return {f for b in self.behaviors for f in b.features.values()}
+
+    def _input_shapes(self):
+        """`{input name: shape}` of every input; fills `self.table_of`."""
+        shapes = {}
+        for name in self.features:
+            shape = (self.candidates,) if name in self.candidate_names else ()
+            self._add_input(shapes, name, shape, name)
+        for behavior in self.behaviors:
+            inputs = dict(behavior.features)
+            if self.negatives and behavior.negatives is not None:
+                inputs.update(
+                    (negative, behavior.features[history])
+                    for history, negative in behavior.negatives.items()
+                )
+            for name, feature in inputs.items():
+                self._add_input(shapes, name, (behavior.max_length,), feature)
+            if behavior.length is not None:
+                self._add_input(shapes, behavior.length, (), None)
+        return shapes
+
+    def _add_input(self, shapes, name, shape, feature):
+        if name in shapes:
+            raise ValueError(
+                f"Input names must be unique: {name!r} names two of the "
+                "features, history inputs, length inputs and negative inputs."
+            )
+        shapes[name] = shape
+        if feature is not None:
+            self.table_of[name] = feature
+
+    def _counted(self, feature):
+        """The inputs whose ids count as occurrences of `feature`'s ids."""
+        negative_inputs = {
+            name for b in self.behaviors for name in (b.negatives or {}).values()
+        }
+        return [
+            name
+            for name, table in self.table_of.items()
+            if table == feature and name not in negative_inputs
+        ]
+
+    def _check_frequencies(self, frequencies):
+        if not isinstance(frequencies, dict):
+            raise TypeError(
+                "`frequencies` must be a dict of arrays keyed by input name (the "
+                f"training inputs). Received: a {type(frequencies).__name__}"
+            )
+        counted = {
+            name: self.vocabulary_sizes[name]
+            for feature in self.features
+            for name in self._counted(feature)
+        }
+        check_feature_arrays(frequencies, self.inputs, counted, "frequencies")
+
+    def _table(self, feature, embedding_l2, frequencies):
+        counts = None
+        if frequencies is not None:
+            counts = sum(
+                np.bincount(
+                    np.asarray(frequencies[name]).ravel(),
+                    minlength=feature.vocabulary_size,
+                )
+                for name in self._counted(feature.name)
+            )
+        return MiniBatchAwareEmbedding(
+            feature.vocabulary_size,
+            feature.embedding_dim,
+            frequencies=counts,
+            l2=embedding_l2,
+            # Id 0 pads the histories that share the table.
+            mask_zero=feature.name in self.candidate_names,
+            name=f"{feature.name}_embedding",
+        )
+
+    def embed(self, names):
+        """The embeddings of the inputs `names`, concatenated on the last
+        axis, with the Keras mask of id 0 where the tables set one."""
+        parts = []
+        for name in names:
+            if name not in self._embedded:
+                table = self.tables[self.table_of[name]]
+                self._embedded[name] = table(self.inputs[name])
+            parts.append(self._embedded[name])
+        return parts[0] if len(parts) == 1 else keras.layers.Concatenate()(parts)
+
+    def query(self, behavior):
+        """The `(B, C, E)` candidate embeddings that `behavior` is scored against."""
+        return self.embed(behavior.features.values())
+
+    def keys(self, behavior):
+        """The `(B, T, E)` history embeddings of `behavior`, masked at id 0."""
+        return self.embed(behavior.features)
+
+    def negative_keys(self, behavior):
+        """The `(B, T, E)` negative history embeddings, or `None`."""
+        if not self.negatives or behavior.negatives is None:
+            return None
+        return self.embed(behavior.negatives[name] for name in behavior.features)
+
+    def keys_inputs(self, behavior):
+        """`[keys]`, or `[keys, length]` where `behavior` has a length input."""
+        keys = self.keys(behavior)
+        if behavior.length is None:
+            return [keys]
+        return [keys, self.inputs[behavior.length]]
+
+    def model(self, interests, dnn_hidden_units, dnn_activation, dnn_dropout, name):
+        """The `FeatureModel` that feeds the context, the candidates and the
+        `(B, C, D)` `interests` to an MLP and outputs `(B, C)` probabilities."""
+        parts = [self.embed([feature]) for feature in self.features]
+        # Context: (B, E) -> (B, 1, E).
+        parts = [ops.expand_dims(p, 1) if len(p.shape) == 2 else p for p in parts]
+        parts += list(interests)
+        if self.candidates > 1:  # the context and sum pooling, per candidate
+            parts = [
+                part if part.shape[1] > 1 else ops.repeat(part, self.candidates, 1)
+                for part in parts
+            ]
+        # keras.ops carry no Keras mask: the candidates' (id 0) ends here.
+        hidden = ops.concatenate(parts, axis=-1)
+        hidden = ops.reshape(hidden, (-1, hidden.shape[-1]))  # (B * C, D)
+        make_activation, _ = activation_factory(dnn_activation, "dnn_activation")
+        dnn_dropout = check_rate("dnn_dropout", dnn_dropout)
+        units = check_positive_units("dnn_hidden_units", dnn_hidden_units)
+        for i, width in enumerate(units):
+            hidden = keras.layers.Dense(width, name=f"dnn_{i}")(hidden)
+            hidden = make_activation(f"dnn_{i}_activation")(hidden)
+            if dnn_dropout > 0:
+                hidden = keras.layers.Dropout(dnn_dropout, name=f"dnn_{i}_dropout")(
+                    hidden
+                )
+        # In float32 under a mixed precision policy too, as Keras advises for
+        # the output layer.
+        click = keras.layers.Dense(
+            1, activation="sigmoid", dtype="float32", name="click"
+        )(hidden)
+        return FeatureModel(
+            self.inputs,
+            ops.reshape(click, (-1, self.candidates)),
+            name=name,
+            vocabulary_sizes=self.vocabulary_sizes,
+        )
+
+
+def _by_name(features):
+    by_name = {}
+    for feature in features:
+        if feature.name in by_name:
+            raise ValueError(f"Two features are named {feature.name!r}.")
+        by_name[feature.name] = feature
+    return by_name
+
+
+def _check_specs(argument, specs, kind):
+    if isinstance(specs, kind):
+        specs = [specs]
+    if not isinstance(specs, (list, tuple)) or not all(
+        isinstance(spec, kind) for spec in specs
+    ):
+        raise TypeError(
+            f"`{argument}` must be a list of keras_din.models.{kind.__name__}. "
+            f"Received: {argument}={specs!r:.200}"
+        )
+    if not specs:
+        raise ValueError(
+            f"`{argument}` must hold at least one {kind.__name__}. Received: []"
+        )
+    return list(specs)

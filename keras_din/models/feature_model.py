@@ -1,0 +1,141 @@
+"""A functional model on a dict of named features, which checks its inputs."""
+
+import keras
+import numpy as np
+
+
+@keras.saving.register_keras_serializable(package="keras_din")
+class FeatureModel(keras.Model):
+    """A functional `keras.Model` whose inputs are named integer features.
+
+    The `keras_din.models` builders return one. It is a plain functional
+    model (built from `inputs` and `outputs`, saved as `.keras`, exported
+    with `model.export`) that checks, before `fit`, `evaluate` and `predict`
+    run (and their `*_on_batch` forms), an input dict of NumPy arrays:
+    exactly one array per input (`list(model.input)` names them, in order),
+    integer dtypes (ids and lengths), the shapes the model takes, one batch
+    size, and ids within each feature's vocabulary. Each problem raises an
+    error naming the input. Other data (a `tf.data.Dataset`, a
+    `keras.utils.PyDataset`, tensors) goes to Keras unchecked.
+
+    Args:
+        inputs: dict of `keras.Input`, keyed by input name.
+        outputs: The model's output tensor(s).
+        name: Optional str. The model's name.
+        vocabulary_sizes: Optional dict of int, keyed by input name: ids of
+            that input must lie in `[0, size)`. Defaults to `None` (none
+            checked).
+        **kwargs: `keras.Model` keyword arguments, such as `trainable`.
+    """
+
+    def __init__(self, inputs, outputs, name=None, *, vocabulary_sizes=None, **kwargs):
+        super().__init__(inputs, outputs, name=name, **kwargs)
+        self.vocabulary_sizes = dict(vocabulary_sizes or {})
+
+    def check_inputs(self, x):
+        """Checks `x`, a dict of NumPy arrays keyed by input name.
+
+        Raises a `ValueError` or `TypeError` naming the input at the first
+        problem. Returns `x` with its arrays in the model's shapes (`(N,)` and
+        `(N, 1)` are both taken where the model takes one value per row).
+        Values that are not NumPy arrays or lists (tensors) are checked only
+        for being there, and returned as they are.
+        """
+        if isinstance(x, (list, tuple, np.ndarray)):
+            raise TypeError(
+                f"Model {self.name!r} takes a dict of arrays keyed by input name "
+                f"({list(self.input)}). Received: a {type(x).__name__}"
+            )
+        if isinstance(x, dict):
+            return check_feature_arrays(x, self.input, self.vocabulary_sizes, "x")
+        return x
+
+    def fit(self, x=None, y=None, *args, validation_data=None, **kwargs):
+        x = self.check_inputs(x)
+        if isinstance(validation_data, (list, tuple)) and validation_data:
+            validation_data = (
+                self.check_inputs(validation_data[0]),
+                *validation_data[1:],
+            )
+        return super().fit(x, y, *args, validation_data=validation_data, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        return super().evaluate(self.check_inputs(x), *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        return super().predict(self.check_inputs(x), *args, **kwargs)
+
+    def train_on_batch(self, x, *args, **kwargs):
+        return super().train_on_batch(self.check_inputs(x), *args, **kwargs)
+
+    def test_on_batch(self, x, *args, **kwargs):
+        return super().test_on_batch(self.check_inputs(x), *args, **kwargs)
+
+    def predict_on_batch(self, x):
+        return super().predict_on_batch(self.check_inputs(x))
+
+    def get_config(self):
+        config = super().get_config()
+        config["vocabulary_sizes"] = dict(self.vocabulary_sizes)
+        return config
+
+
+def check_feature_arrays(x, inputs, vocabulary_sizes, argument):
+    """Checks the dict `x` against `inputs`, a dict of `keras.Input`.
+
+    For `argument="x"` the keys of `x` must be those of `inputs`; otherwise
+    (training arrays given to a builder) `x` may hold other keys too, and
+    only the inputs with a vocabulary are needed. Returns the needed arrays
+    in the shapes of `inputs` (tensors as they are).
+    """
+    needed = list(inputs) if argument == "x" else list(vocabulary_sizes)
+    missing = [name for name in needed if name not in x]
+    extra = [name for name in x if name not in inputs] if argument == "x" else []
+    if missing or extra:
+        raise ValueError(
+            f"`{argument}` must hold one array per input of the model: "
+            f"{needed}. Missing: {missing}; not inputs of the model: {extra}"
+        )
+    batch = None
+    checked = {}
+    for name in needed:
+        if not isinstance(x[name], (np.ndarray, list, tuple)):
+            checked[name] = x[name]  # a tensor: Keras checks it
+            continue
+        array = np.asarray(x[name])
+        if array.dtype.kind not in "iu":
+            what = "ids" if name in vocabulary_sizes else "lengths"
+            raise TypeError(
+                f"Input {name!r} of `{argument}` must hold integer {what}. "
+                f"Received: an array of dtype {array.dtype}"
+            )
+        expected = tuple(inputs[name].shape[1:])
+        if array.shape[1:] != expected and not (
+            expected in ((), (1,)) and array.shape[1:] in ((), (1,))
+        ):
+            raise ValueError(
+                f"Input {name!r} of `{argument}` must have shape (N, "
+                f"{', '.join(map(str, expected))}) (or (N,) where that is 1). "
+                f"Received: shape {array.shape}"
+            )
+        if batch is not None and len(array) != batch[1]:
+            raise ValueError(
+                f"The inputs of `{argument}` must have one batch size. Received: "
+                f"{len(array)} rows in {name!r}, {batch[1]} in {batch[0]!r}"
+            )
+        batch = batch or (name, len(array))
+        if name in vocabulary_sizes:
+            _check_ids(name, array, vocabulary_sizes[name], argument)
+        checked[name] = array.reshape((len(array), *expected))
+    return checked
+
+
+def _check_ids(name, ids, size, argument):
+    outside = (ids < 0) | (ids >= size)
+    if np.any(outside):
+        where = tuple(int(i) for i in np.argwhere(outside)[0])
+        raise ValueError(
+            f"Input {name!r} of `{argument}` holds ids outside its vocabulary "
+            f"[0, {size}): id {ids[where]} at index {where} (and "
+            f"{int(outside.sum()) - 1} more)"
+        )

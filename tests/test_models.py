@@ -1,0 +1,420 @@
+"""keras_din.models: DIN, DIEN and the base model built from feature specs.
+
+The builders' models are checked against a NumPy reference of their wiring
+(which embeddings are concatenated, pooled and fed to the MLP), with two
+behaviour sequences, a context feature, a length input and several
+candidates; then for training, saving, export and every bad spec and input.
+"""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import reference as ref
+from din_models import ATT
+from din_models import BUYS
+from din_models import CLICKS
+from din_models import DNN
+from din_models import FEATURES
+from din_models import ITEMS
+from din_models import T_BUYS
+from din_models import T_CLICKS
+from din_models import USERS
+from din_models import feature_data
+from layer_checks import random_like_weights
+from layer_checks import serve_saved_models
+
+from keras_din.models import DIEN
+from keras_din.models import DIN
+from keras_din.models import BaseModel
+from keras_din.models import BehaviorSequence
+from keras_din.models import Feature
+from keras_din.models import FeatureModel
+
+BACKEND = keras.backend.backend()
+TESTS = Path(__file__).resolve().parent
+
+
+def inputs_of(model, x):
+    return {name: x[name] for name in model.input}
+
+
+def randomize(model, rng):
+    for layer in model.layers:
+        if layer.weights:
+            layer.set_weights(random_like_weights(layer, rng))
+
+
+def reference_din(model, x, candidates):
+    """The click probabilities `(N, C)` of a DIN model built from FEATURES
+    and [CLICKS, BUYS] (sigmoid unit, softmax, ReLU MLP), in NumPy."""
+    tables = {
+        f.name: model.get_layer(f"{f.name}_embedding").get_weights()[0]
+        for f in FEATURES
+    }
+    rows = len(x["user"])
+    parts = [np.repeat(tables["user"][x["user"]][:, None], candidates, axis=1)]
+    assert x["user"].ndim == 1
+    parts += [tables[name][x[name]] for name in ("item", "category")]
+    for behavior in (CLICKS, BUYS):
+        query = np.concatenate(
+            [tables[f][x[f]] for f in behavior.features.values()], axis=-1
+        )
+        keys = np.concatenate(
+            [tables[f][x[h]] for h, f in behavior.features.items()], axis=-1
+        )
+        valid = np.all([x[h] != 0 for h in behavior.features], axis=0)
+        if behavior.length is not None:
+            valid &= ref.valid_from_lengths(x[behavior.length], behavior.max_length)
+        arrays = model.get_layer(f"{behavior.name}_attention").get_weights()
+        n = len(ATT)
+        scores = ref.unit_scores(
+            query,
+            keys,
+            arrays[0 : 2 * n : 2],
+            arrays[1 : 2 * n : 2],
+            arrays[2 * n],
+            arrays[2 * n + 1],
+            lambda i, h: ref.sigmoid(h),
+        )
+        parts.append(ref.pool(scores, keys, valid, True, False))
+    hidden = np.concatenate(parts, axis=-1).reshape(rows * candidates, -1)
+    for i in range(len(DNN)):
+        kernel, bias = model.get_layer(f"dnn_{i}").get_weights()
+        hidden = np.maximum(hidden @ kernel + bias, 0.0)
+    kernel, bias = model.get_layer("click").get_weights()
+    return ref.sigmoid(hidden @ kernel + bias).reshape(rows, candidates)
+
+
+def din(candidates=1, **kwargs):
+    options = dict(
+        att_hidden_units=ATT,
+        att_activation="sigmoid",
+        weight_normalization=True,
+        dnn_hidden_units=DNN,
+        dnn_activation="relu",
+    )
+    return DIN(FEATURES, [CLICKS, BUYS], candidates=candidates, **{**options, **kwargs})
+
+
+@pytest.mark.parametrize("candidates", [1, 3])
+def test_din_matches_numpy_reference(rng, candidates):
+    model = din(candidates)
+    randomize(model, rng)
+    x = feature_data(rng, candidates=candidates)
+    predicted = model.predict(inputs_of(model, x), verbose=0)
+    assert predicted.shape == (8, candidates)
+    np.testing.assert_allclose(
+        predicted, reference_din(model, x, candidates), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_inputs_are_features_histories_and_lengths():
+    model = din()
+    assert isinstance(model, FeatureModel)
+    assert list(model.input) == [
+        "user",
+        "item",
+        "category",
+        "clicked_items",
+        "clicked_categories",
+        "clicks_length",
+        "bought_items",
+    ]
+    shapes = {name: tuple(x.shape) for name, x in model.input.items()}
+    assert shapes["user"] == (None,) and shapes["clicks_length"] == (None,)
+    assert shapes["clicked_items"] == (None, T_CLICKS)
+    assert shapes["bought_items"] == (None, T_BUYS)
+    # One pooling layer per behaviour sequence, one table per feature.
+    names = {layer.name for layer in model.layers}
+    assert {"clicks_attention", "buys_attention"} <= names
+    assert {"user_embedding", "item_embedding", "category_embedding"} <= names
+    assert not model.get_layer("user_embedding").mask_zero
+    assert model.get_layer("item_embedding").mask_zero
+
+
+def test_several_candidates_score_as_one_at_a_time(rng):
+    many = din(candidates=3)
+    randomize(many, rng)
+    one = din(candidates=1)
+    for layer in many.layers:
+        if layer.weights:  # by name: the two graphs order their layers apart
+            one.get_layer(layer.name).set_weights(layer.get_weights())
+    x = feature_data(rng, candidates=3)
+    scores = many.predict(inputs_of(many, x), verbose=0)
+    for c in range(3):
+        single = dict(x, item=x["item"][:, c : c + 1], category=x["category"][:, c])
+        np.testing.assert_allclose(
+            one.predict(inputs_of(one, single), verbose=0)[:, 0],
+            scores[:, c],
+            rtol=1e-5,
+            atol=1e-6,
+        )
+
+
+def reference_base(model, x):
+    """The base model's click probabilities, PReLU MLP, in NumPy."""
+    tables = {
+        f.name: model.get_layer(f"{f.name}_embedding").get_weights()[0]
+        for f in FEATURES
+    }
+    parts = [
+        tables[name][x[name].reshape(len(x["user"]), -1)]
+        for name in ("user", "item", "category")
+    ]
+    for behavior in (CLICKS, BUYS):
+        keys = np.concatenate(
+            [tables[f][x[h]] for h, f in behavior.features.items()], axis=-1
+        )
+        valid = np.all([x[h] != 0 for h in behavior.features], axis=0)
+        if behavior.length is not None:
+            valid &= ref.valid_from_lengths(x[behavior.length], behavior.max_length)
+        parts.append(np.sum(keys * valid[..., None], axis=1, keepdims=True))
+    hidden = np.concatenate(parts, axis=-1)[:, 0]
+    for i in range(len(DNN)):
+        kernel, bias = model.get_layer(f"dnn_{i}").get_weights()
+        (alpha,) = model.get_layer(f"dnn_{i}_activation").get_weights()
+        hidden = ref.prelu(hidden @ kernel + bias, alpha)
+    kernel, bias = model.get_layer("click").get_weights()
+    return ref.sigmoid(hidden @ kernel + bias)
+
+
+def test_base_model_sum_pools_valid_positions(rng):
+    model = BaseModel(FEATURES, [CLICKS, BUYS], dnn_hidden_units=DNN)
+    randomize(model, rng)
+    x = feature_data(rng)
+    np.testing.assert_allclose(
+        model.predict(inputs_of(model, x), verbose=0),
+        reference_base(model, x),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+
+
+def test_dien_takes_negatives_and_adds_auxiliary_loss(rng):
+    model = DIEN(FEATURES, [CLICKS, BUYS], att_hidden_units=ATT, dnn_hidden_units=DNN)
+    assert {"negative_items", "negative_categories"} <= set(model.input)
+    assert model.get_layer("clicks_interest_extractor").auxiliary_loss_weight == 1.0
+    # BUYS has no negatives: no auxiliary loss there.
+    assert model.get_layer("buys_interest_extractor").auxiliary_loss_weight == 0.0
+    x = inputs_of(model, feature_data(rng))
+    model(x, training=True)
+    assert len(model.losses) == 1
+    without = DIEN(FEATURES, [CLICKS], auxiliary_loss_weight=0)
+    assert "negative_items" not in without.input
+    with pytest.raises(ValueError, match="none has any"):
+        DIEN(FEATURES, [BUYS])
+
+
+@pytest.mark.parametrize("build", [DIN, DIEN, BaseModel])
+def test_trains_saves_loads_and_checks_inputs_after_loading(rng, tmp_path, build):
+    x = feature_data(rng, rows=64, candidates=2)
+    model = build(
+        FEATURES,
+        [CLICKS, BUYS],
+        candidates=2,
+        dnn_hidden_units=DNN,
+        dnn_dropout=0.1,
+        embedding_l2=0.01,
+        frequencies=x,
+    )
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    labels = rng.integers(0, 2, (64, 2)).astype("float32")
+    history = model.fit(inputs_of(model, x), labels, epochs=2, batch_size=16, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert type(loaded) is FeatureModel
+    np.testing.assert_allclose(
+        loaded.predict(inputs_of(model, x), verbose=0),
+        model.predict(inputs_of(model, x), verbose=0),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+    with pytest.raises(ValueError, match="'bought_items'.*id 30"):
+        loaded.predict(
+            dict(inputs_of(model, x), bought_items=x["bought_items"] + ITEMS)
+        )
+
+
+@pytest.mark.parametrize("build", [DIN, DIEN, BaseModel])
+def test_mixed_precision_trains_with_float32_output(rng, build):
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = build(FEATURES, [CLICKS, BUYS], dnn_hidden_units=DNN)
+        x = inputs_of(model, feature_data(rng, rows=32))
+        model.compile(optimizer="adam", loss="binary_crossentropy")
+        model.fit(x, np.ones((32, 1), "float32"), epochs=1, verbose=0)
+        scores = model.predict(x, verbose=0)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert model.get_layer("dnn_0").compute_dtype == "float16"
+    assert scores.dtype == np.float32 and np.all(np.isfinite(scores))
+
+
+def test_frequencies_count_candidates_and_histories(rng):
+    x = feature_data(rng)
+    model = din(frequencies=x)
+    counted = np.concatenate(
+        [x[n].ravel() for n in ("item", "clicked_items", "bought_items")]
+    )
+    items = keras.ops.convert_to_numpy(model.get_layer("item_embedding").frequencies)
+    np.testing.assert_array_equal(items, np.bincount(counted, minlength=ITEMS))
+    user = keras.ops.convert_to_numpy(model.get_layer("user_embedding").frequencies)
+    np.testing.assert_array_equal(user, np.bincount(x["user"], minlength=USERS))
+    with pytest.raises(ValueError, match="'clicked_items'.*id -1"):
+        din(frequencies=dict(x, clicked_items=x["clicked_items"] - 1))
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: DIN([], [BUYS]), "`features` must hold at least one Feature"),
+        (lambda: DIN(FEATURES, []), "`behaviors` must hold at least one"),
+        (lambda: DIN(FEATURES, ["bought_items"]), "list of keras_din.models.Behav"),
+        (
+            lambda: DIN(FEATURES, [BehaviorSequence("b", {"h": "shop"}, max_length=3)]),
+            "'h' of behavior sequence 'b' shares the table of feature 'shop'",
+        ),
+        (
+            lambda: DIN([*FEATURES, Feature("item", 5)], [BUYS]),
+            "Two features are named 'item'",
+        ),
+        (
+            lambda: DIN(FEATURES, [BUYS, BehaviorSequence("b", {"user": "item"}, 3)]),
+            "'user' names two",
+        ),
+        (lambda: DIN(FEATURES, [BUYS, BUYS]), "distinct names"),
+        (
+            lambda: DIN(
+                FEATURES, [BehaviorSequence("b", {"h": "item"}, 3, length="h")]
+            ),
+            "'h' names two",
+        ),
+        (lambda: DIN(FEATURES, [BUYS], candidates=0), "`candidates` must be an int"),
+        (lambda: DIN(FEATURES, [BUYS], dnn_dropout=1.0), "`dnn_dropout` must be"),
+        (lambda: DIN(FEATURES, [BUYS], dnn_hidden_units=()), "`dnn_hidden_units`"),
+        (lambda: DIN(FEATURES, [BUYS], dnn_activation="nope"), "`dnn_activation`"),
+        (lambda: DIN(FEATURES, [BUYS], embedding_l2=-1), "`embedding_l2` must be"),
+        (
+            lambda: DIN(FEATURES, [BUYS], frequencies=[1]),
+            "`frequencies` must be a dict",
+        ),
+        (lambda: DIN(FEATURES, [BUYS], frequencies={}), "Missing: \\['user'"),
+        (lambda: Feature("item", 0), "`vocabulary_size` must be an int >= 1"),
+        (lambda: Feature("", 3), "`name` must be a non-empty str"),
+        (lambda: Feature("item", 3, embedding_dim=2.5), "`embedding_dim`"),
+        (lambda: BehaviorSequence("b", {}, 3), "`features` must be a non-empty dict"),
+        (lambda: BehaviorSequence("b", {"h": "item"}, 0), "`max_length`"),
+        (
+            lambda: BehaviorSequence(
+                "b", {"h": "item", "g": "cat"}, 3, negatives={"h": "n"}
+            ),
+            "every history input",
+        ),
+    ],
+)
+def test_bad_spec_names_the_problem(build, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        build()
+
+
+@pytest.mark.parametrize(
+    "change, error, message",
+    [
+        (lambda x: x.pop("bought_items"), ValueError, "Missing: \\['bought_items'\\]"),
+        (
+            lambda x: x.update(users=x["user"]),
+            ValueError,
+            "not inputs of the model: \\['users'\\]",
+        ),
+        (
+            lambda x: x.update(item=x["item"] + ITEMS),
+            ValueError,
+            "'item' of `x` holds ids outside its vocabulary \\[0, 30\\): id \\d+ at",
+        ),
+        (
+            lambda x: x.update(user=x["user"] - USERS),
+            ValueError,
+            "'user' of `x` holds ids outside its vocabulary \\[0, 10\\): id -",
+        ),
+        (
+            lambda x: x.update(clicks_length=x["clicks_length"].astype("float32")),
+            TypeError,
+            "'clicks_length' of `x` must hold integer lengths.*float32",
+        ),
+        (
+            lambda x: x.update(item=x["item"].astype("float64")),
+            TypeError,
+            "'item' of `x` must hold integer ids",
+        ),
+        (
+            lambda x: x.update(clicked_items=x["clicked_items"][:, :3]),
+            ValueError,
+            "'clicked_items' of `x` must have shape \\(N, 6\\)",
+        ),
+        (
+            lambda x: x.update(user=x["user"][:5]),
+            ValueError,
+            "one batch size",
+        ),
+    ],
+)
+def test_bad_input_dict_names_the_input(rng, change, error, message):
+    model = din()
+    model.compile(optimizer="sgd", loss="binary_crossentropy")
+    x = inputs_of(model, feature_data(rng))
+    change(x)
+    labels = np.zeros((8, 1), "float32")
+    for run in (
+        lambda: model.fit(x, labels, verbose=0),
+        lambda: model.evaluate(x, labels, verbose=0),
+        lambda: model.predict(x, verbose=0),
+        lambda: model.train_on_batch(x, labels),
+        lambda: model.predict_on_batch(x),
+    ):
+        with pytest.raises(error, match=message):
+            run()
+
+
+def test_inputs_as_a_list_are_refused(rng):
+    model = din()
+    x = inputs_of(model, feature_data(rng))
+    with pytest.raises(TypeError, match="takes a dict of arrays keyed by input name"):
+        model.predict(list(x.values()), verbose=0)
+    good = model.predict(x, verbose=0)
+    # (N,) and (N, 1) both work where the model takes one value per row.
+    reshaped = dict(
+        x, user=x["user"][:, None], clicks_length=x["clicks_length"][:, None]
+    )
+    np.testing.assert_allclose(model.predict(reshaped, verbose=0), good, rtol=1e-6)
+
+
+# --- Export ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["din", "dien"])
+def test_plain_model_export_serves_the_predictions(rng, tmp_path, kind):
+    if kind == "din":
+        model = din(candidates=2)
+    else:
+        model = DIEN(FEATURES, [CLICKS, BUYS], candidates=2, dnn_hidden_units=DNN)
+    randomize(model, rng)
+    x = inputs_of(model, feature_data(rng, rows=5, candidates=2))
+    expected = model.predict(x, verbose=0)
+    if BACKEND == "torch":
+        onnxruntime = pytest.importorskip("onnxruntime")
+        path = tmp_path / "din.onnx"
+        model.export(path, format="onnx", verbose=False)
+        session = onnxruntime.InferenceSession(str(path))
+        feeds = {i.name: x[i.name] for i in session.get_inputs()}
+        (served,) = session.run(None, feeds)
+    else:
+        # Served in a TensorFlow-only process, as a server would.
+        model.export(tmp_path / "din", verbose=False)
+        np.savez(tmp_path / "din.case0.npz", **x)
+        serve_saved_models(tmp_path)
+        served = np.load(tmp_path / "din.case0.out.npy")
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
