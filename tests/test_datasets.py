@@ -1,6 +1,8 @@
 """The data toolkit: the synthetic generator and the loaders of real formats."""
 
+import csv
 import gzip
+import io
 import json
 
 import numpy as np
@@ -209,7 +211,7 @@ def test_movielens_gzip(tmp_path):
 def test_movielens_bad_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.dat"):
         datasets.load_movielens(tmp_path / "nowhere.dat")
-    with pytest.raises(FileNotFoundError, match="no ratings.dat"):
+    with pytest.raises(FileNotFoundError, match="none of ratings.dat, u.data"):
         datasets.load_movielens(tmp_path)
     path = tmp_path / "ratings.dat"
     path.write_text("1::10::5::100\n1::20::3::200\n1::x::3::300\n")
@@ -255,6 +257,108 @@ def test_gz_file_that_is_not_gzip_is_an_error(tmp_path):
     path.write_bytes(path.read_bytes()[:-30])
     with pytest.raises(ValueError, match=r"ratings\.dat\.gz: expected gzip"):
         datasets.load_movielens(path)
+
+
+def write_release(folder, release):
+    """RATINGS and MOVIES in the files of another MovieLens release."""
+    ratings = [line.split("::") for line in RATINGS.splitlines()]
+    movies = [line.split("::") for line in MOVIES.splitlines()]
+    if release == "100k":
+        rows = "".join(f"{u}\t{m}\t{r}\t{t}\n" for u, m, r, t in ratings)
+        (folder / "u.data").write_text(rows)
+        lines = []
+        for movie, title, genres in movies:
+            flags = ["1" if g in genres.split("|") else "0" for g in GENRES_100K]
+            lines.append(f"{movie}|{title}|01-Jan-1995||http://x|" + "|".join(flags))
+        (folder / "u.item").write_text("\n".join(lines) + "\n", encoding="latin-1")
+    elif release == "10m":  # half stars
+        rows = "".join(f"{u}::{m}::{r}.5::{t}\n" for u, m, r, t in ratings)
+        (folder / "ratings.dat").write_text(rows)
+        (folder / "movies.dat").write_text(MOVIES, encoding="latin-1")
+    else:  # "latest": CSV with headers, quoted titles, UTF-8
+        for name, header, rows in (
+            ("ratings.csv", ["userId", "movieId", "rating", "timestamp"], ratings),
+            (
+                "movies.csv",
+                ["movieId", "title", "genres"],
+                [(m, f"{title}, The", genres) for m, title, genres in movies],
+            ),
+        ):
+            text = io.StringIO()
+            csv.writer(text, lineterminator="\n").writerows([header, *rows])
+            (folder / name).write_text(text.getvalue(), encoding="utf-8")
+    return folder
+
+
+GENRES_100K = (
+    "unknown|Action|Adventure|Animation|Children's|Comedy|Crime|Documentary|"
+    "Drama|Fantasy|Film-Noir|Horror|Musical|Mystery|Romance|Sci-Fi|Thriller|War|"
+    "Western"
+).split("|")
+
+
+@pytest.mark.parametrize("release", ["100k", "10m", "latest"])
+def test_every_movielens_release_gives_the_samples_of_1m(tmp_path, release):
+    expected = datasets.load_movielens(write_movielens(tmp_path), max_history=2)
+    folder = tmp_path / release
+    folder.mkdir()
+    write_release(folder, release)
+    actual = datasets.load_movielens(folder, max_history=2)  # found in the folder
+    for (x, y), (xe, ye) in zip(actual, expected, strict=True):
+        np.testing.assert_array_equal(y, ye)
+        for key in KEYS:
+            np.testing.assert_array_equal(x[key], xe[key], err_msg=key)
+    # The genres were read: not all one category.
+    assert len(np.unique(actual[0][0]["candidate_category"])) > 1
+
+
+@pytest.mark.parametrize(
+    "release, name, line, number, expected",
+    [
+        ("100k", "u.data", "1\t10\t5", 2, "expected `user id<TAB>item id"),
+        ("100k", "u.item", "10|Toy|x||u|1|0", 1, "expected `movie id|title"),
+        ("10m", "ratings.dat", "1::10::good::100", 2, "expected `UserID::MovieID"),
+        (
+            "latest",
+            "ratings.csv",
+            "userId,movie,rating,timestamp",
+            1,
+            "expected the header",
+        ),
+        ("latest", "ratings.csv", "1,x,4.0,100", 2, "expected `userId,movieId"),
+        ("latest", "movies.csv", "10,Toy", 2, "expected `movieId,title,genres`"),
+    ],
+)
+def test_malformed_line_of_every_release_names_file_and_line(
+    tmp_path, release, name, line, number, expected
+):
+    folder = write_release(tmp_path, release)
+    lines = (folder / name).read_text(encoding="latin-1").splitlines()
+    lines[number - 1] = line
+    (folder / name).write_text("\n".join(lines) + "\n", encoding="latin-1")
+    with pytest.raises(ValueError, match=f"{name}, line {number}: {expected}"):
+        datasets.load_movielens(folder)
+
+
+def test_test_targets_per_user_keeps_the_last_targets_for_testing(tmp_path):
+    path = write_movielens(tmp_path)
+    (x, _), (xt, _) = datasets.load_movielens(
+        path, max_history=2, test_targets_per_user=2
+    )
+    # User 1's targets 20, 30, 40 (ids 2, 3, 4): 30 and 40 are test targets
+    # now; user 2's only target (50) stays one.
+    np.testing.assert_array_equal(x["candidate"][::2, 0], [2])
+    np.testing.assert_array_equal(xt["user"][::2], [1, 1, 2])
+    np.testing.assert_array_equal(xt["candidate"][::2, 0], [3, 4, 5])
+    np.testing.assert_array_equal(xt["history"][::2], [[1, 2], [2, 3], [2, 0]])
+    # With the cap: the two test targets, then one training target.
+    (x, _), _ = datasets.load_movielens(
+        path, max_samples_per_user=1, test_targets_per_user=2
+    )
+    np.testing.assert_array_equal(x["candidate"][::2, 0], [2])
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="`test_targets_per_user` must be"):
+            datasets.load_movielens(path, test_targets_per_user=bad)
 
 
 # --- Amazon --------------------------------------------------------------------
@@ -387,3 +491,11 @@ def test_amazon_reviews_with_no_repeat_user_is_an_error(tmp_path):
     path.write_text(review("U1", "B1", 1) + "\n" + review("U2", "B1", 2) + "\n")
     with pytest.raises(ValueError, match=r"reviews\.json: no samples"):
         datasets.load_amazon(path)
+
+
+def test_amazon_test_targets_per_user(tmp_path):
+    (tmp_path / "reviews_Electronics_5.json").write_text(REVIEWS)
+    (x, _), (xt, _) = datasets.load_amazon(tmp_path, test_targets_per_user=2)
+    # U2's targets B002 and B003 are both test targets: nothing to train on.
+    assert len(x["user"]) == 0
+    np.testing.assert_array_equal(xt["candidate"][::2, 0], [4, 2, 3])

@@ -98,14 +98,21 @@ def sample_negatives(rng, count, num_items, seen):
 
 
 def sequences_to_samples(
-    sequences, item_categories, max_history, max_samples_per_user, seed, source
+    sequences,
+    item_categories,
+    max_history,
+    max_samples_per_user,
+    seed,
+    source,
+    test_targets=1,
 ):
-    """Leave-one-out samples with one sampled negative per positive.
+    """Leave-last-out samples with one sampled negative per positive.
 
     `sequences` holds `(user, items)` with the item ids of each user in time
-    order (ids from 1). The last item of each user is the test target, every
-    earlier item from the second on a training target; the history of a
-    target is the items before it (the most recent `max_history`). Each
+    order (ids from 1). The last `test_targets` items of each user are test
+    targets, every earlier item from the second on a training target; the
+    history of a target is the items before it (the most recent
+    `max_history`). Each
     target gives a positive sample and a negative one whose candidate is a
     random item the user never interacted with. The negative history pairs
     each step of a user's sequence with one more such item (drawn once per
@@ -114,6 +121,15 @@ def sequences_to_samples(
     `source` (the data file) says when no user has two items.
     """
     check_max_history(max_history)
+    if (
+        not isinstance(test_targets, int)
+        or isinstance(test_targets, bool)
+        or (test_targets < 1)
+    ):
+        raise ValueError(
+            "`test_targets_per_user` must be a positive int. "
+            f"Received: test_targets_per_user={test_targets!r}"
+        )
     rng = np.random.default_rng(seed)
     history_rng = negative_stream(seed)
     item_categories = np.asarray(item_categories, dtype="int32")
@@ -125,15 +141,15 @@ def sequences_to_samples(
             continue
         targets = np.arange(1, items.size)
         if max_samples_per_user is not None:
-            # The test target plus the latest training targets.
-            targets = targets[-(max_samples_per_user + 1) :]
+            # The test targets plus the latest training targets.
+            targets = targets[-(max_samples_per_user + test_targets) :]
         seen = set(items.tolist())
         negatives = sample_negatives(rng, targets.size, num_items, seen)
         step_negatives = sample_negatives(history_rng, items.size, num_items, seen)
         for index, (target, negative) in enumerate(
             zip(targets, negatives, strict=True)
         ):
-            split = "test" if index == targets.size - 1 else "train"
+            split = "test" if index >= targets.size - test_targets else "train"
             steps = slice(max(0, target - max_history), target)
             history = (items[steps], step_negatives[steps])
             splits[split].append((user, history, items[target], 1.0))

@@ -21,12 +21,18 @@ META_FORMAT = "one JSON object or Python dict literal with a string `asin`"
 
 
 def load_amazon(
-    path=None, meta_path=None, max_history=20, max_samples_per_user=None, seed=0
+    path=None,
+    meta_path=None,
+    max_history=20,
+    max_samples_per_user=None,
+    test_targets_per_user=1,
+    seed=0,
 ):
     """Loads Amazon reviews (the DIN paper's Electronics set) as DIN samples.
 
     The reviews of each user, in time order, form the behaviour sequence:
-    the last reviewed product is the user's test target, every earlier one
+    the last reviewed products are the user's test targets (the last one by
+    default, see `test_targets_per_user`), every earlier one
     from the second on a training target, and the history of a target is the
     products reviewed before it. Each target gives a positive sample and a
     negative one whose candidate is a random product the user never
@@ -55,6 +61,9 @@ def load_amazon(
         max_samples_per_user: int or `None`. Keep only the latest
             `max_samples_per_user` training targets of each user. Defaults to
             `None` (all of them).
+        test_targets_per_user: int. How many of each user's last targets are
+            test targets (a user with fewer targets has only test ones).
+            Defaults to `1`.
         seed: int. Seed of the negative sampling. Defaults to `0`.
 
     Returns:
@@ -115,6 +124,7 @@ def load_amazon(
         max_samples_per_user,
         seed,
         source=path,
+        test_targets=test_targets_per_user,
     )
 
 
