@@ -15,7 +15,8 @@ All use `MiniBatchAwareEmbedding` (the paper's mini-batch aware
 regularization) on the same data. The script prints a table of AUC, GAUC
 (user-weighted AUC) and RelaImpr over base, saves each trained model as
 `<model>.keras` in `--output`, exports the attention models for serving where
-the backend allows, and prints one JSON object with the results as its last
+the backend allows, draws the ROC curves and DIN's attention weights with
+`--plot FILE.png`, and prints one JSON object with the results as its last
 line.
 
     KERAS_BACKEND=jax python examples/train_din.py --quick
@@ -35,6 +36,7 @@ import time
 import keras
 import numpy as np
 
+import keras_din
 import keras_din.export
 from keras_din import datasets
 from keras_din import metrics
@@ -109,11 +111,13 @@ def build_model(kind, x_train, sizes, args):
 
 
 def evaluate(model, x_test, y_test):
+    """`({"auc": ..., "gauc": ...}, scores)` on the test data."""
     scores = model.predict(features(x_test, model), batch_size=4096, verbose=0)
+    scores = scores.reshape(-1)
     return {
         "auc": metrics.auc(y_test, scores),
         "gauc": metrics.gauc(x_test["user"], y_test, scores),
-    }
+    }, scores
 
 
 def features(x, model):
@@ -143,6 +147,87 @@ def print_table(results, args):
             f"{row['gauc']:>7.4f} {impr[0]:>14} {impr[1]:>15} {weight:>17}"
         )
     print()
+
+
+def roc_curve(labels, scores):
+    """False and true positive rates at every threshold, from (0, 0)."""
+    order = np.argsort(-scores, kind="stable")
+    positives = np.cumsum(labels[order])
+    negatives = np.cumsum(1 - labels[order])
+    return (
+        np.concatenate([[0.0], negatives / negatives[-1]]),
+        np.concatenate([[0.0], positives / positives[-1]]),
+    )
+
+
+def attention_weights(model, x):
+    """The DIN model's attention weights `(N, T)` over the histories of `x`:
+    its pooling layer's scores, from a copy of it with `return_score=True`."""
+    layer = model.get_layer("history_attention")
+    query, keys = keras.Model(model.input, layer.input).predict(x, verbose=0)
+    scorer = keras_din.AttentionSequencePoolingLayer.from_config(
+        {**layer.get_config(), "return_score": True}
+    )
+    scorer.build([query.shape, keys.shape])
+    scorer.set_weights(layer.get_weights())
+    valid = (x["history"] != 0) & (x["history_category"] != 0)
+    return keras.ops.convert_to_numpy(scorer([query, keys], mask=valid))[:, 0]
+
+
+def plot(path, scores, y_test, din, x_test):
+    """ROC curves of every model and, with DIN, the attention weights of one
+    test user's history for their clicked candidate (DIN paper, figure 5)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(
+        1, 2 if din else 1, figsize=(13 if din else 6, 5), squeeze=False
+    )
+    roc = axes[0, 0]
+    for kind, kind_scores in scores.items():
+        fpr, tpr = roc_curve(y_test, kind_scores)
+        auc = metrics.auc(y_test, kind_scores)
+        label = kind if kind == "base" else kind.upper()
+        roc.plot(fpr, tpr, label=f"{label} (AUC {auc:.3f})")
+    roc.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    roc.set(xlabel="false positive rate", ylabel="true positive rate")
+    roc.set_title("ROC on the test samples")
+    roc.legend(loc="lower right")
+    if din:
+        # The first clicked test candidate whose history is 8 or more long.
+        lengths = (x_test["history"] != 0).sum(axis=1)
+        row = int(np.flatnonzero((y_test == 1) & (lengths >= 8))[0])
+        sample = {name: x[row : row + 1] for name, x in features(x_test, din).items()}
+        weights = attention_weights(din, sample)[0, : lengths[row]]
+        categories = x_test["history_category"][row, : lengths[row]]
+        target = x_test["candidate_category"][row, 0]
+        bars = axes[0, 1]
+        bars.bar(
+            np.arange(lengths[row]),
+            weights,
+            color=np.where(categories == target, "tab:red", "tab:blue"),
+        )
+        bars.set_xticks(
+            np.arange(lengths[row]),
+            [
+                f"{item}\n{cat}"
+                for item, cat in zip(x_test["history"][row], categories, strict=False)
+            ],
+            fontsize=7,
+        )
+        bars.set(xlabel="the user's history, oldest first: item id, category")
+        bars.set(ylabel="attention weight (the unit's score, no softmax)")
+        bars.set_title(
+            f"DIN's attention to candidate {x_test['candidate'][row, 0]} "
+            f"(category {target}) of test user {x_test['user'][row]}\n"
+            "red: items of the candidate's category"
+        )
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    pyplot.close(figure)
+    print(f"plotted {path}")
 
 
 def save(model, output, kind):
@@ -235,6 +320,12 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="output", help="folder for the models")
     parser.add_argument("--no-export", action="store_true")
+    parser.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="draw the ROC curves and DIN's attention weights for one test user "
+        "(needs matplotlib: pip install 'keras-din[plot]')",
+    )
     args = parser.parse_args(argv)
     if args.model is not None:
         args.models = list(dict.fromkeys(["base", args.model]))
@@ -242,6 +333,11 @@ def parse_args(argv=None):
         args.epochs = 3 if args.quick else 5
     if args.batch_size is None:
         args.batch_size = 512 if args.quick else 256
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.error("--plot needs matplotlib: pip install 'keras-din[plot]'")
     return args
 
 
@@ -264,7 +360,7 @@ def main(argv=None):
         f"{len(np.unique(x_test['user']))} test users"
     )
 
-    results, seconds = {}, {}
+    results, seconds, scores, trained = {}, {}, {}, {}
     model_paths, export_paths = {}, {}
     os.makedirs(args.output, exist_ok=True)
     for kind in args.models:
@@ -280,11 +376,14 @@ def main(argv=None):
             shuffle=True,
         )
         seconds[kind] = round(time.time() - began, 1)
-        results[kind] = evaluate(model, x_test, y_test)
+        results[kind], scores[kind] = evaluate(model, x_test, y_test)
+        trained[kind] = model
         model_paths[kind] = save(model, args.output, kind)
         if kind != "base" and not args.no_export:
             export_paths[kind] = export(model, args.output, kind)
     print_table(results, args)
+    if args.plot:
+        plot(args.plot, scores, y_test, trained.get("din"), x_test)
 
     summary = {
         "backend": keras.backend.backend(),
@@ -303,6 +402,7 @@ def main(argv=None):
         summary[f"{kind}_seconds"] = seconds[kind]
     summary["model_paths"] = model_paths
     summary["export_paths"] = export_paths
+    summary["plot_path"] = args.plot
     summary["seconds"] = round(time.time() - start, 1)
     print(json.dumps(summary))
     return summary

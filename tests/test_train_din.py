@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 
 import keras_din
@@ -42,6 +43,8 @@ def test_quick_run_din_and_dien_beat_base(tmp_path):
             "base,din,dien",
             "--output",
             str(tmp_path),
+            "--plot",
+            str(tmp_path / "din.png"),
         ],
         capture_output=True,
         text=True,
@@ -71,6 +74,7 @@ def test_quick_run_din_and_dien_beat_base(tmp_path):
 
     model = keras.saving.load_model(summary["model_paths"]["din"])
     assert isinstance(model, keras_din.models.FeatureModel)
+    check_plot(summary["plot_path"], model)
     assert any(
         isinstance(layer, keras_din.AttentionSequencePoolingLayer)
         for layer in model.layers
@@ -87,6 +91,26 @@ def test_quick_run_din_and_dien_beat_base(tmp_path):
             assert f"export of {kind} skipped" in result.stdout
         else:
             assert Path(path).exists()  # a folder or an .onnx file
+
+
+def check_plot(path, din):
+    """The picture is a PNG, and the attention weights drawn are the ones
+    the DIN model pools with: its pooled output is their sum of the keys."""
+    with open(path, "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.path.getsize(path) > 20_000  # two panels of lines and bars
+    example = load_example()
+    _, (x_test, _) = example.load_data(example.parse_args(["--quick"]))
+    x = {name: x_test[name][:16] for name in din.input}
+    weights = example.attention_weights(din, x)  # (16, T)
+    layer = din.get_layer("history_attention")
+    (_, keys), pooled = keras.Model(din.input, [layer.input, layer.output]).predict(
+        x, verbose=0
+    )
+    np.testing.assert_allclose(
+        np.einsum("bt,bte->be", weights, keys), pooled[:, 0], rtol=1e-4, atol=1e-5
+    )
+    assert np.all(weights[x["history"] == 0] == 0)
 
 
 def test_model_choice(capsys):
