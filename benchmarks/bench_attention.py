@@ -4,6 +4,7 @@ DeepCTR-Torch and DeepCTR.
     python benchmarks/bench_attention.py                  # every backend
     python benchmarks/bench_attention.py --backends torch --quick
     tox -e bench                                          # installs the peers
+    python benchmarks/bench_attention.py --baseline ../before  # a before/after
 
 One worker process per backend (KERAS_BACKEND is read once per process). In a
 worker, every implementation runs the same sizes on the same inputs and
@@ -28,6 +29,9 @@ Implementations:
   baseline this package is measured against.
 - DeepCTR-Torch (torch worker) and DeepCTR under tf-keras (tensorflow worker),
   with the same weights, where installed.
+- keras-din baseline (and dense baseline), with `--baseline DIR`: the
+  `keras_din` package of another checkout, imported as a renamed copy, so
+  that a change is measured against the code before it in the same run.
 For many candidates, the baselines and peers get the same work flattened to
 one row per (user, candidate), since they take one candidate per row.
 
@@ -55,14 +59,19 @@ it.
 """
 
 import argparse
+import importlib
 import json
 import os
 import platform
+import random
+import re
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 SIZES = {
     "paper": {"batch": 1024, "candidates": 1, "history": 50, "dim": 32},
@@ -166,10 +175,10 @@ class Runner:
 
     # Each `make_*` returns {mode: (train_fn, infer_fn)}; both block until done.
 
-    def keras_din(self, query, keys, lengths, weights, skip_padding=True):
+    def keras_din(self, query, keys, lengths, weights, skip_padding=True, package=None):
         import keras_din
 
-        layer = keras_din.AttentionSequencePoolingLayer(
+        layer = (package or keras_din).AttentionSequencePoolingLayer(
             att_hidden_units=UNITS,
             weight_normalization=True,
             skip_padding=skip_padding,
@@ -450,6 +459,25 @@ def nominal_gflop(size, phase):
     return forward * (3 if phase == "train" else 1) / 1e9
 
 
+def import_baseline(folder):
+    """The `keras_din` package of another checkout, as `keras_din_baseline`.
+
+    A copy whose imports and serialization package are renamed, so that both
+    versions live in one process and are timed interleaved.
+    """
+    source = Path(folder) / "keras_din"
+    if not (source / "__init__.py").is_file():
+        raise SystemExit(f"--baseline: no keras_din package in {folder}")
+    target = Path(tempfile.mkdtemp()) / "keras_din_baseline"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+    for path in target.rglob("*.py"):
+        text = path.read_text()
+        text = re.sub(r"\bkeras_din\b", "keras_din_baseline", text)
+        path.write_text(text)
+    sys.path.insert(0, str(target.parent))
+    return importlib.import_module("keras_din_baseline")
+
+
 def worker(
     backend,
     sizes,
@@ -458,6 +486,7 @@ def worker(
     torch_compile,
     memory=False,
     require_gpu=False,
+    baseline=None,
 ):
     """Times every call; with `memory`, measures peak memory instead.
 
@@ -466,6 +495,7 @@ def worker(
     """
     import keras
 
+    baseline = import_baseline(baseline) if baseline else None
     runner = Runner(backend, torch_compile)
     gpu = runner.gpu
     if require_gpu and gpu is None:
@@ -485,6 +515,14 @@ def worker(
             impls["keras-din dense"] = runner.keras_din(
                 query, keys, lengths, weights, skip_padding=False
             )
+        if baseline is not None:
+            impls["keras-din baseline"] = runner.keras_din(
+                query, keys, lengths, weights, package=baseline
+            )
+            if backend != "jax":
+                impls["keras-din dense baseline"] = runner.keras_din(
+                    query, keys, lengths, weights, False, baseline
+                )
         impls["concat"] = runner.concat(*flat, weights)
         peer = runner.peer(*flat, weights)
         if peer is not None:
@@ -513,10 +551,14 @@ def worker(
                         )
                 continue
             times = {key: [] for key in calls}
+            order, shuffler = list(calls), random.Random(0)
             for _ in range(repeats):
-                for key, fn in calls.items():
+                # In a new order each time: what runs just before a call (a
+                # large one evicts the caches) changes its time.
+                shuffler.shuffle(order)
+                for key in order:
                     start = time.perf_counter()
-                    fn()
+                    calls[key]()
                     times[key].append(time.perf_counter() - start)
             for (impl, mode), ts in times.items():
                 row = {
@@ -602,6 +644,7 @@ def run_worker(backend, args, repeats, memory=False):
     command += ["--no-torch-compile"] * args.no_torch_compile
     command += ["--require-gpu"] * args.require_gpu
     command += ["--memory"] * memory
+    command += ["--baseline", args.baseline] * bool(args.baseline)
     env = {
         **os.environ,
         "KERAS_BACKEND": backend,
@@ -650,6 +693,12 @@ def main():
         action="store_true",
         help="stop where a backend sees no GPU (for GPU tables)",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also time the keras_din package of this checkout (as 'keras-din "
+        "baseline'), interleaved with this one: a before/after in one run",
+    )
     parser.add_argument("--json", help="write the raw results here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
@@ -667,6 +716,7 @@ def main():
             not args.no_torch_compile,
             memory=args.memory,
             require_gpu=args.require_gpu,
+            baseline=args.baseline,
         )
         with open(args.worker_out, "w") as f:
             json.dump(results, f)
