@@ -698,12 +698,6 @@ def padding_model(layer, batch, candidates, history, dim, by):
     return model, items, histories
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14, item 1: NaN and inf in the padding still reach valid "
-    "results; zeroing the padding cost up to 1.5x in the benchmark (see the "
-    "issue), so the fix has not landed",
-)
 @pytest.mark.parametrize(
     "activation, skip_padding",
     [("sigmoid", True), ("sigmoid", False), ("dice", True)],

@@ -2,11 +2,9 @@
 
 Hypothesis draws the shapes, the valid positions (lengths, a Keras mask from
 `Embedding(mask_zero=True)`, or both), the mode and the padding contents
-(huge or ordinary finite values). The output must be the NumPy reference's,
-and one SGD step must move every weight and every valid embedding row
-exactly as it does when the padding holds zeros. NaN and inf in the padding
-still leak (issue 14, item 1: see `test_nan_in_padding_never_reaches_valid_rows`);
-add them to `PADDING_VALUES` with the fix.
+(NaN, inf, huge or ordinary finite values). The output must be the NumPy
+reference's, and one SGD step must move every weight and every valid
+embedding row exactly as it does when the padding holds zeros.
 """
 
 import keras
@@ -23,7 +21,7 @@ from test_attention_sequence_pooling_layer import dense_weights
 
 from keras_din import AttentionSequencePoolingLayer
 
-PADDING_VALUES = [1e30, -1e30, 7.0, 0.5]
+PADDING_VALUES = [np.nan, np.inf, -np.inf, 1e30, -1e30, 7.0, 0.5]
 
 
 @st.composite
@@ -105,7 +103,7 @@ def run(case, query, keys, table, weights, target):
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(case=cases())
-def test_finite_padding_never_changes_valid_outputs_or_gradients(case):
+def test_padding_never_changes_valid_outputs_or_gradients(case):
     rng = np.random.default_rng(case["seed"])
     batch, history = case["mask"].shape
     dim, candidates = case["dim"], case["candidates"]

@@ -141,6 +141,23 @@ def check_keys_mask(mask, keys, argument="mask"):
         )
 
 
+def keys_mask_of(mask, inputs):
+    """The checked mask of `keys` (`inputs[1]`) in `mask`, or `None`.
+
+    `mask` is the `(B, T)` mask itself or one (optional) mask per input.
+    """
+    if isinstance(mask, (list, tuple)):
+        if len(mask) != len(inputs):
+            raise ValueError(
+                f"A list `mask` must have one entry per input ({len(inputs)}). "
+                f"Received: a list of {len(mask)} masks"
+            )
+        mask = mask[1]
+    if mask is not None:
+        check_keys_mask(mask, inputs[1])
+    return mask
+
+
 def dtype_name(dtype):
     """Keras's name of a dtype (`"float32"`, `"bool"`, ...), whatever its kind."""
     try:

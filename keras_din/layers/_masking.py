@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_din.layers._backend import pools_zeroed_keys
 from keras_din.layers._backend import to_history_length
 from keras_din.layers._checks import static_shape
 
@@ -40,6 +41,34 @@ def zero_padding(keys, valid):
     valid result: a weight of 0 times NaN is NaN, forward and backward.
     """
     return ops.where(ops.expand_dims(valid, -1), keys, 0.0)
+
+
+def attention_weights(scores, valid, normalize):
+    """The scores, softmax-normalised over `valid` if `normalize`, 0
+    wherever `valid` (broadcastable to the scores, or `None`) is false."""
+    if normalize:
+        return masked_softmax(scores, valid)
+    if valid is None:
+        return scores
+    return ops.where(valid, scores, ops.zeros_like(scores))
+
+
+def weighted_sum(weights, keys, clean_keys, valid):
+    """`sum_t weights[b, t] * keys[b, t]` as `(B, 1, E)`, for `(B, T, 1)`
+    weights that are 0 wherever `valid` (`(B, T, 1)` or `None`) is false.
+
+    `clean_keys` are `keys` zeroed there (`zero_padding`). Nothing of what
+    the padding holds reaches the sum or a gradient: most backends weight
+    the zeroed keys; under JAX the padding is selected out of the weights
+    and of the products instead (see `pools_zeroed_keys`), and the NaN
+    gradient the products send the padding's weights stops at that select.
+    """
+    if valid is None or pools_zeroed_keys():
+        return ops.sum(weights * clean_keys, axis=1, keepdims=True)
+    weights = ops.where(valid, weights, ops.zeros_like(weights))
+    weighted = weights * keys
+    weighted = ops.where(valid, weighted, ops.zeros_like(weighted))
+    return ops.sum(weighted, axis=1, keepdims=True)
 
 
 def masked_softmax(scores, valid):

@@ -13,6 +13,7 @@ from keras import ops
 
 from keras_din.layers._backend import row_taker
 from keras_din.layers._backend import sums_by_segment
+from keras_din.layers._masking import zero_padding
 
 # Block sizes, largest first. Each history computes (size - 1) / 2 padding
 # positions on average in its last block; a size is taken when that stays
@@ -44,7 +45,8 @@ class ValidBlocks:
         size: int. The block size `P`.
 
     Attributes:
-        keys: `(N, P, E)`, the history rows of the `N` kept blocks.
+        keys: `(N, P, E)`, the history rows of the `N` kept blocks, 0 at
+            their padding positions.
         valid: `(N, P)`, which of their positions are valid.
         owners: `(N,)`, the sequence (batch index) each block belongs to.
     """
@@ -61,7 +63,7 @@ class ValidBlocks:
             self._per_history, self._positions.dtype
         )
         self.valid = ops.take(blocks, self._positions, axis=0)
-        self.keys = self.take(keys)
+        self.keys = zero_padding(self.take(keys), self.valid)
 
     def take(self, values):
         """The kept blocks' rows of a `(B, T, D)` tensor, as `(N, P, D)`."""

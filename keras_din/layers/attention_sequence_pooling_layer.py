@@ -6,13 +6,15 @@ from keras_din.layers._backend import has_dynamic_shapes
 from keras_din.layers._backend import is_tracing_fixed_shapes
 from keras_din.layers._checks import check_given_dtypes
 from keras_din.layers._checks import check_keys_length
-from keras_din.layers._checks import check_keys_mask
 from keras_din.layers._checks import check_positive_units
 from keras_din.layers._checks import check_query_and_keys
+from keras_din.layers._checks import keys_mask_of
 from keras_din.layers._checks import split_inputs
 from keras_din.layers._checks import static_shape
-from keras_din.layers._masking import masked_softmax
+from keras_din.layers._masking import attention_weights
 from keras_din.layers._masking import valid_positions
+from keras_din.layers._masking import weighted_sum
+from keras_din.layers._masking import zero_padding
 from keras_din.layers._padding import ValidBlocks
 from keras_din.layers._padding import block_size
 from keras_din.layers.local_activation_unit import LocalActivationUnit
@@ -27,8 +29,9 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
     A `LocalActivationUnit` scores every valid history item against each
     candidate; the scores, softmax-normalised over the valid positions or
     used as they are, weight a sum of the history embeddings. Padded
-    positions always get weight exactly 0, and a row with no valid position
-    (an empty history) gives all-zero weights and an all-zero output.
+    positions always get weight exactly 0, and nothing they hold (NaN and
+    inf included) reaches a valid output or gradient. A row with no valid
+    position (an empty history) gives all-zero weights and output.
 
     The arguments, defaults and call conventions are DeepCTR's, and on every
     non-empty history the outputs equal DeepCTR's for the same weights.
@@ -47,7 +50,8 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
         dice_ignores_padding: bool. With `att_activation="dice"`, whether
             Dice takes its training statistics over the valid history
             positions only. `False` includes the padding, as DeepCTR does
-            (and the unit then computes the padding positions too).
+            (and the unit then computes the padding positions, from what
+            they hold).
             Inference, from the moving statistics, is the same either way
             for the same weights. Defaults to `True`.
         skip_padding: bool. Whether to score the valid positions only (same
@@ -124,6 +128,10 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
             dtype=self.dtype_policy,
             name="local_activation_unit",
         )
+        # Dice statistics over the padding take in what it holds (DeepCTR's).
+        self._unit_takes_padding = self.local_att.uses_dice and not (
+            self.dice_ignores_padding
+        )
 
     def __call__(self, *args, **kwargs):
         check_given_dtypes(args, kwargs, _INPUT_KINDS, "mask")
@@ -140,16 +148,7 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
         check_query_and_keys(query, keys)
         if len(inputs) == 3:
             check_keys_length(inputs[2], keys)
-        if isinstance(mask, (list, tuple)):
-            if len(mask) != len(inputs):
-                raise ValueError(
-                    f"A list `mask` must have one entry per input ({len(inputs)}). "
-                    f"Received: a list of {len(mask)} masks"
-                )
-            mask = mask[1]
-        if mask is not None:
-            check_keys_mask(mask, keys)
-        return inputs, mask
+        return inputs, keys_mask_of(mask, inputs)
 
     def build(self, input_shape):
         inputs, _ = self._validate_inputs(input_shape)
@@ -161,7 +160,7 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
             self.skip_padding
             and has_dynamic_shapes()
             and not self.local_att.use_bn
-            and (self.dice_ignores_padding or not self.local_att.uses_dice)
+            and not self._unit_takes_padding
         ):
             self.skip_block_size = block_size(static_shape(inputs[1])[1])
 
@@ -177,8 +176,15 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
             and not is_tracing_fixed_shapes()
         ):
             blocks = ValidBlocks(keys, valid, self.skip_block_size)
-        scores = self._calculate_scores(query, keys, valid, blocks, training)
-        return self._apply_scores(scores, keys, valid, blocks)
+        # Zeros at the padding for what multiplies the keys: 0 times NaN is
+        # NaN, forward and backward (the unit's weight gradients multiply its
+        # inputs by the zero gradients there). Blocks zero their own keys.
+        clean_keys = keys
+        if valid is not None and (blocks is None or static_shape(query)[1] != 1):
+            clean_keys = zero_padding(keys, valid)
+        unit_keys = keys if self._unit_takes_padding else clean_keys
+        scores = self._calculate_scores(query, unit_keys, valid, blocks, training)
+        return self._apply_scores(scores, keys, clean_keys, valid, blocks)
 
     def _calculate_scores(self, query, keys, valid, blocks, training):
         """The unit's `(B, T, C)` scores; 0 at the positions left out."""
@@ -196,27 +202,20 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
             training=training,
         )
 
-    def _apply_scores(self, scores, keys, valid, blocks):
+    def _apply_scores(self, scores, keys, clean_keys, valid, blocks):
         """Masks and normalises the scores, then pools (or returns) them."""
         if valid is not None:
             valid = ops.expand_dims(valid, -1)
-        if self.weight_normalization:
-            weights = masked_softmax(scores, valid)
-        elif valid is not None:
-            weights = ops.where(valid, scores, ops.zeros_like(scores))
-        else:
-            weights = scores
+        weights = attention_weights(scores, valid, self.weight_normalization)
         if self.return_score:
             return ops.transpose(weights, (0, 2, 1))  # (B, C, T)
         if static_shape(scores)[-1] != 1:
-            return ops.matmul(ops.transpose(weights, (0, 2, 1)), keys)
+            return ops.matmul(ops.transpose(weights, (0, 2, 1)), clean_keys)
         if blocks is not None:
             # Only the kept rows are weighted: no (B, T, E) product is made
             # or kept for the backward pass.
             return blocks.weighted_sum(weights)
-        # One candidate: a weighted sum, cheaper than a batch of (1, T) by
-        # (T, E) matmuls (torch loops over the batch for those).
-        return ops.sum(weights * keys, axis=1, keepdims=True)
+        return weighted_sum(weights, keys, clean_keys, valid)
 
     def compute_output_shape(self, input_shape):
         query_shape, keys_shape = (static_shape(s) for s in input_shape[:2])
