@@ -39,6 +39,53 @@ def test_penalty_matches_paper_formula(rng, frequencies, mask_zero):
     np.testing.assert_allclose(to_numpy(layer.losses[0]), expected, rtol=1e-5)
 
 
+@pytest.mark.parametrize("mask_zero", [False, True])
+def test_a_list_of_inputs_counts_each_id_once(rng, frequencies, mask_zero):
+    # The candidates and the history share the table: id 3 occurs in both
+    # and counts once, as in the paper's penalty per table and batch.
+    candidates = np.array([[3], [7]], "int32")
+    history = np.array([[1, 3, 3, 0], [5, 7, 0, 0]], "int32")
+    layer = MiniBatchAwareEmbedding(
+        VOCABULARY, DIM, frequencies=frequencies, l2=0.05, mask_zero=mask_zero
+    )
+    outputs = layer([candidates, history], training=True)
+    table = to_numpy(layer.embeddings).astype("float64")
+    assert isinstance(outputs, list) and len(outputs) == 2
+    for output, ids in zip(outputs, (candidates, history), strict=True):
+        np.testing.assert_allclose(to_numpy(output), table[ids], rtol=1e-6)
+    assert len(layer.losses) == 1
+    ids = np.concatenate([candidates.ravel(), history.ravel()])
+    expected = paper_penalty(
+        table, ids, frequencies, 0.05, padding_id=0 if mask_zero else None
+    )
+    np.testing.assert_allclose(to_numpy(layer.losses[0]), expected, rtol=1e-5)
+    # Called apart, the table penalises the shared ids in each call.
+    padding_id = 0 if mask_zero else None
+    apart = [
+        paper_penalty(table, x, frequencies, 0.05, padding_id)
+        for x in (candidates, history)
+    ]
+    for x, penalty in zip((candidates, history), apart, strict=True):
+        layer(x, training=True)
+        np.testing.assert_allclose(to_numpy(layer.losses[0]), penalty, rtol=1e-5)
+    assert sum(apart) > expected * 1.01
+
+
+def test_a_list_of_symbolic_inputs_carries_a_mask_each():
+    layer = MiniBatchAwareEmbedding(VOCABULARY, DIM, mask_zero=True)
+    candidates = keras.Input((1,), dtype="int32")
+    history = keras.Input((4,), dtype="int32")
+    embedded = layer([candidates, history])
+    assert [tuple(x.shape) for x in embedded] == [(None, 1, DIM), (None, 4, DIM)]
+    pooled = keras.layers.GlobalAveragePooling1D()(embedded[1])  # takes the mask
+    model = keras.Model([candidates, history], pooled)
+    history_ids = np.array([[2, 4, 0, 0]], "int32")
+    table = to_numpy(layer.embeddings)
+    expected = table[[2, 4]].mean(axis=0, keepdims=True)
+    output = model([np.array([[1]], "int32"), history_ids])
+    np.testing.assert_allclose(to_numpy(output), expected, rtol=1e-6)
+
+
 def test_no_penalty_in_inference(frequencies):
     layer = MiniBatchAwareEmbedding(VOCABULARY, DIM, frequencies=frequencies, l2=0.1)
     layer(np.array([[1, 2]]))

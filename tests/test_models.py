@@ -24,6 +24,7 @@ from din_models import USERS
 from din_models import feature_data
 from layer_checks import random_like_weights
 from layer_checks import serve_saved_models
+from test_mini_batch_aware_embedding import paper_penalty
 
 from keras_din.models import DIEN
 from keras_din.models import DIN
@@ -205,6 +206,35 @@ def test_dien_takes_negatives_and_adds_auxiliary_loss(rng):
     assert "negative_items" not in without.input
     with pytest.raises(ValueError, match="none has any"):
         DIEN(FEATURES, [BUYS])
+
+
+@pytest.mark.parametrize("build", [DIN, DIEN])
+def test_each_table_penalises_the_ids_of_the_batch_once(rng, build):
+    # The item table embeds the candidates, both histories and (DIEN) the
+    # negatives: each id counts once per batch, as in the paper's penalty
+    # per table, however many of those inputs hold it.
+    x = feature_data(rng, rows=16)
+    l2 = 0.01
+    model = build(FEATURES, [CLICKS, BUYS], embedding_l2=l2, frequencies=x)
+    x = inputs_of(model, x)
+    model(x, training=True)
+    for name, inputs, counted in (
+        ("user", ["user"], ["user"]),
+        ("item", ["item", "clicked_items", "bought_items", "negative_items"], 3),
+        ("category", ["category", "clicked_categories", "negative_categories"], 2),
+    ):
+        table = model.get_layer(f"{name}_embedding")
+        weights = keras.ops.convert_to_numpy(table.embeddings).astype("float64")
+        inputs = [i for i in inputs if i in x]
+        counted = inputs[:counted] if isinstance(counted, int) else counted
+        counts = sum(np.bincount(x[i].ravel(), minlength=len(weights)) for i in counted)
+        ids = np.concatenate([x[i].ravel() for i in inputs])
+        padding = None if name == "user" else 0
+        expected = paper_penalty(weights, ids, counts, l2, padding)
+        assert len(table.losses) == 1
+        penalty = keras.ops.convert_to_numpy(table.losses[0])
+        np.testing.assert_allclose(penalty, expected, rtol=1e-5)
+    assert len(model.losses) == 3 + (build is DIEN)  # DIEN's auxiliary loss
 
 
 @pytest.mark.parametrize("build", [DIN, DIEN, BaseModel])

@@ -15,7 +15,10 @@ class MiniBatchAwareEmbedding(keras.layers.Layer):
 
         penalty = l2 * sum_{j in ids of the batch} ||w_j||^2 / n_j
 
-    Each distinct id counts once per batch, however often it occurs in it.
+    Each distinct id counts once per batch, however often it occurs in it,
+    and in however many of the inputs of one call: call the table once on
+    a list of the id tensors that share it (the candidate items and the
+    history of items), for the paper's penalty per table and mini-batch.
     With the gradient of this penalty, an SGD step shrinks `w_j` by
     `lr * 2 * l2 * w_j / n_j` for every id `j` of the batch and leaves the
     other rows alone: the paper's update, with `l2` for `lambda / 2`. The
@@ -40,11 +43,12 @@ class MiniBatchAwareEmbedding(keras.layers.Layer):
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: Integer tensor of ids, of any shape.
+        inputs: Integer tensor of ids, of any shape, or a list of them.
         training: Python boolean. The penalty is added only in training.
 
     Output:
-        The embeddings, of shape `inputs.shape + (output_dim,)`.
+        The embeddings, of shape `inputs.shape + (output_dim,)`; for a list,
+        the list of each input's embeddings (each with its mask).
 
     Example:
 
@@ -114,26 +118,36 @@ class MiniBatchAwareEmbedding(keras.layers.Layer):
             self.frequencies.assign(self._initial_frequencies)
 
     def call(self, inputs, training=None):
-        if keras.backend.standardize_dtype(inputs.dtype) not in ("int32", "int64"):
-            inputs = ops.cast(inputs, "int32")
-        outputs = ops.cast(
-            ops.take(self.embeddings, inputs, axis=0), self.compute_dtype
-        )
+        ids = [
+            x
+            if keras.backend.standardize_dtype(x.dtype) in ("int32", "int64")
+            else ops.cast(x, "int32")
+            for x in _as_list(inputs)
+        ]
+        outputs = [
+            ops.cast(ops.take(self.embeddings, x, axis=0), self.compute_dtype)
+            for x in ids
+        ]
         if training and self.l2 > 0:
-            self.add_loss(self._penalty(inputs, outputs))
-        return outputs
+            self.add_loss(self._penalty(ids, outputs))
+        return outputs if isinstance(inputs, (list, tuple)) else outputs[0]
 
     def compute_mask(self, inputs, mask=None):
         if not self.mask_zero:
             return None
-        return ops.not_equal(inputs, 0)
+        masks = [ops.not_equal(x, 0) for x in _as_list(inputs)]
+        return masks if isinstance(inputs, (list, tuple)) else masks[0]
 
     def compute_output_shape(self, input_shape):
+        if input_shape and isinstance(input_shape[0], (list, tuple)):
+            return [(*shape, self.output_dim) for shape in input_shape]
         return (*input_shape, self.output_dim)
 
-    def _penalty(self, inputs, outputs):
-        ids = ops.reshape(ops.cast(inputs, "int32"), (-1,))
-        rows = ops.reshape(ops.cast(outputs, "float32"), (-1, self.output_dim))
+    def _penalty(self, ids, outputs):
+        ids = _flat_concatenation([ops.cast(x, "int32") for x in ids], ())
+        rows = _flat_concatenation(
+            [ops.cast(x, "float32") for x in outputs], (self.output_dim,)
+        )
         counted = ops.ones_like(ids, dtype="float32")
         if self.mask_zero:
             counted = ops.cast(ids != 0, "float32")
@@ -159,3 +173,13 @@ class MiniBatchAwareEmbedding(keras.layers.Layer):
             }
         )
         return config
+
+
+def _as_list(inputs):
+    return list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+
+
+def _flat_concatenation(tensors, trailing):
+    """The tensors reshaped to `(-1, *trailing)` and concatenated."""
+    flat = [ops.reshape(x, (-1, *trailing)) for x in tensors]
+    return flat[0] if len(flat) == 1 else ops.concatenate(flat, axis=0)

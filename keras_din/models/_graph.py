@@ -128,7 +128,9 @@ class FeatureGraph:
             for feature in self.features
             for name in self._counted(feature)
         }
-        check_feature_arrays(frequencies, self.inputs, counted, "frequencies")
+        check_feature_arrays(
+            frequencies, self.inputs, counted, "frequencies", every_input=False
+        )
 
     def _table(self, feature, embedding_l2, frequencies):
         counts = None
@@ -156,8 +158,13 @@ class FeatureGraph:
         parts = []
         for name in names:
             if name not in self._embedded:
-                table = self.tables[self.table_of[name]]
-                self._embedded[name] = table(self.inputs[name])
+                # Every input of the table in one call: the mini-batch aware
+                # penalty then counts an id once per batch, as the paper's
+                # (per table), however many inputs hold it.
+                feature = self.table_of[name]
+                shared = [n for n, f in self.table_of.items() if f == feature]
+                outputs = self.tables[feature]([self.inputs[n] for n in shared])
+                self._embedded.update(zip(shared, outputs, strict=True))
             parts.append(self._embedded[name])
         return parts[0] if len(parts) == 1 else keras.layers.Concatenate()(parts)
 

@@ -80,17 +80,18 @@ class FeatureModel(keras.Model):
         return config
 
 
-def check_feature_arrays(x, inputs, vocabulary_sizes, argument):
-    """Checks the dict `x` against `inputs`, a dict of `keras.Input`.
+def check_feature_arrays(x, inputs, vocabulary_sizes, argument, every_input=True):
+    """Checks the dict `x` (the call's `argument`) against `inputs`, a dict
+    of `keras.Input`.
 
-    For `argument="x"` the keys of `x` must be those of `inputs`; otherwise
+    With `every_input`, the keys of `x` must be those of `inputs`; otherwise
     (training arrays given to a builder) `x` may hold other keys too, and
     only the inputs with a vocabulary are needed. Returns the needed arrays
     in the shapes of `inputs` (tensors as they are).
     """
-    needed = list(inputs) if argument == "x" else list(vocabulary_sizes)
+    needed = list(inputs) if every_input else list(vocabulary_sizes)
     missing = [name for name in needed if name not in x]
-    extra = [name for name in x if name not in inputs] if argument == "x" else []
+    extra = [name for name in x if name not in inputs] if every_input else []
     if missing or extra:
         raise ValueError(
             f"`{argument}` must hold one array per input of the model: "
