@@ -2,6 +2,8 @@
 
     python benchmarks/bench_fit.py                    # tensorflow, torch, jax
     python benchmarks/bench_fit.py --backends torch jax --steps 60
+    python benchmarks/bench_fit.py --threads 1      # OMP_NUM_THREADS=1 (torch)
+    tox -e bench-fit                                 # every backend, one env
 
 Times `model.fit` of `examples/train_din.py`'s base and DIN models (built
 with `keras_din.models`, compiled as the example compiles them) at batch 256
@@ -76,6 +78,11 @@ def main():
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="OMP_NUM_THREADS for the workers (torch's intra-op threads)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -101,11 +108,17 @@ def main():
                 str(args.batch_size),
             ]
             env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+            if args.threads:
+                env["OMP_NUM_THREADS"] = str(args.threads)
             if subprocess.run(command, env=env).returncode != 0:
                 sys.exit(f"the {backend} worker failed")
             rows.append(json.loads(Path(out).read_text()))
     jax = next((r for r in rows if r["backend"] == "jax"), None)
-    print(f"\nfit steps per second, batch {args.batch_size} (median of {args.steps})")
+    threads = f", OMP_NUM_THREADS={args.threads}" if args.threads else ""
+    print(
+        f"\nfit steps per second, batch {args.batch_size} (median of "
+        f"{args.steps}{threads})"
+    )
     print(f"{'backend':<11} {'model':<5} {'steps/s':>8} {'JAX / this':>11}")
     for row in rows:
         for kind, rate in row["steps_per_second"].items():
