@@ -57,11 +57,13 @@ def weighted_sum(weights, keys, clean_keys, valid):
     """`sum_t weights[b, t] * keys[b, t]` as `(B, 1, E)`, for `(B, T, 1)`
     weights that are 0 wherever `valid` (`(B, T, 1)` or `None`) is false.
 
-    `clean_keys` are `keys` zeroed there (`zero_padding`). Nothing of what
-    the padding holds reaches the sum or a gradient: most backends weight
-    the zeroed keys; under JAX the padding is selected out of the weights
-    and of the products instead (see `pools_zeroed_keys`), and the NaN
-    gradient the products send the padding's weights stops at that select.
+    A sum of products, cheaper than a batch of `(1, T)` by `(T, E)` matmuls
+    (torch loops over the batch for those). `clean_keys` are `keys` zeroed
+    there (`zero_padding`). Nothing of what the padding holds reaches the
+    sum or a gradient: most backends weight the zeroed keys; under JAX the
+    padding is selected out of the weights and of the products instead
+    (see `pools_zeroed_keys`), and the NaN gradient the products send the
+    padding's weights stops at that select.
     """
     if valid is None or pools_zeroed_keys():
         return ops.sum(weights * clean_keys, axis=1, keepdims=True)
