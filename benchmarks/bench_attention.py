@@ -8,10 +8,11 @@ DeepCTR-Torch and DeepCTR.
 
 One worker process per backend (KERAS_BACKEND is read once per process). In a
 worker, every implementation runs the same sizes on the same inputs and
-weights, interleaved repetition by repetition, and the median is reported, so
-that load on a shared machine hits all of them alike. Speed is reported as
-ratios of medians against keras-din's, measured in the same run (each
-repetition's times are kept in the `--json` output).
+weights, interleaved repetition by repetition (each repetition in a new,
+seeded order: what runs just before a call changes its time), and the
+median is reported, so that load on a shared machine hits all of them
+alike. Speed is reported as ratios of medians against keras-din's, measured
+in the same run (each repetition's times are kept in the `--json` output).
 
 On Linux, glibc serves every large tensor from a fresh mmap whose pages fault
 in on first touch; under torch eager that can take most of a step.
