@@ -54,13 +54,11 @@ def test_a_list_of_inputs_counts_each_id_once(rng, frequencies, mask_zero):
     for output, ids in zip(outputs, (candidates, history), strict=True):
         np.testing.assert_allclose(to_numpy(output), table[ids], rtol=1e-6)
     assert len(layer.losses) == 1
+    padding_id = 0 if mask_zero else None
     ids = np.concatenate([candidates.ravel(), history.ravel()])
-    expected = paper_penalty(
-        table, ids, frequencies, 0.05, padding_id=0 if mask_zero else None
-    )
+    expected = paper_penalty(table, ids, frequencies, 0.05, padding_id)
     np.testing.assert_allclose(to_numpy(layer.losses[0]), expected, rtol=1e-5)
     # Called apart, the table penalises the shared ids in each call.
-    padding_id = 0 if mask_zero else None
     apart = [
         paper_penalty(table, x, frequencies, 0.05, padding_id)
         for x in (candidates, history)

@@ -130,13 +130,12 @@ class MiniBatchAwareEmbedding(keras.layers.Layer):
         ]
         if training and self.l2 > 0:
             self.add_loss(self._penalty(ids, outputs))
-        return outputs if isinstance(inputs, (list, tuple)) else outputs[0]
+        return _as_given(inputs, outputs)
 
     def compute_mask(self, inputs, mask=None):
         if not self.mask_zero:
             return None
-        masks = [ops.not_equal(x, 0) for x in _as_list(inputs)]
-        return masks if isinstance(inputs, (list, tuple)) else masks[0]
+        return _as_given(inputs, [ops.not_equal(x, 0) for x in _as_list(inputs)])
 
     def compute_output_shape(self, input_shape):
         if input_shape and isinstance(input_shape[0], (list, tuple)):
@@ -177,6 +176,12 @@ class MiniBatchAwareEmbedding(keras.layers.Layer):
 
 def _as_list(inputs):
     return list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+
+
+def _as_given(inputs, values):
+    """`values` (one per entry of `_as_list(inputs)`) as `inputs` came: a
+    list, or the single value."""
+    return values if isinstance(inputs, (list, tuple)) else values[0]
 
 
 def _flat_concatenation(tensors, trailing):
