@@ -259,6 +259,69 @@ def test_gz_file_that_is_not_gzip_is_an_error(tmp_path):
         datasets.load_movielens(path)
 
 
+def test_exact_duplicate_rows_count_once(tmp_path):
+    expected = datasets.load_movielens(write_movielens(tmp_path), max_history=2)
+    # RATINGS plus a copy of user 1's last rating (the test target) and of
+    # 20@200 with another rating value (a corrected, merged export).
+    folder = tmp_path / "merged"
+    folder.mkdir()
+    path = write_movielens(folder)
+    path.write_text(RATINGS + "1::40::1::400\n1::20::5::200\n")
+    actual = datasets.load_movielens(path, max_history=2)
+    # As RATINGS alone: user 1's training targets 20, 30 (ids 2, 3), test
+    # targets 40 (user 1) and 50 (user 2); no target in its own history.
+    (x, _), (xt, _) = actual
+    np.testing.assert_array_equal(x["candidate"][::2, 0], [2, 3])
+    np.testing.assert_array_equal(x["history"][::2], [[1, 0], [1, 2]])
+    np.testing.assert_array_equal(xt["candidate"][::2, 0], [4, 5])
+    np.testing.assert_array_equal(xt["history"][::2], [[2, 3], [2, 0]])
+    for (x, y), (xe, ye) in zip(actual, expected, strict=True):
+        np.testing.assert_array_equal(y, ye)
+        for key in KEYS:
+            np.testing.assert_array_equal(x[key], xe[key], err_msg=key)
+    # The same movie rated at another time is another interaction: 20 again
+    # at 500 is user 1's test target, and 40 a training target.
+    path.write_text(RATINGS + "1::20::4::500\n")
+    (x, _), (xt, _) = datasets.load_movielens(path, max_history=2)
+    np.testing.assert_array_equal(x["candidate"][::2, 0], [2, 3, 4])
+    np.testing.assert_array_equal(xt["candidate"][::2, 0], [2, 5])
+    np.testing.assert_array_equal(xt["history"][0], [3, 4])
+
+
+def with_byte_order_mark(folder, compressed):
+    """Rewrites every file in `folder` to start with a UTF-8 byte-order
+    mark, gzip-compressed as `<name>.gz` where `compressed`."""
+    for path in list(folder.iterdir()):
+        data = b"\xef\xbb\xbf" + path.read_bytes()
+        if compressed:
+            path.unlink()
+            path = path.with_name(path.name + ".gz")
+            data = gzip.compress(data)
+        path.write_bytes(data)
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gz"])
+@pytest.mark.parametrize("release", ["1m", "100k", "10m", "latest"])
+def test_utf8_byte_order_mark_is_accepted(tmp_path, release, compressed):
+    folders = []
+    for name in ("plain", "bom"):
+        folder = tmp_path / name
+        folder.mkdir()
+        if release == "1m":
+            write_movielens(folder)
+        else:
+            write_release(folder, release)
+        folders.append(folder)
+    with_byte_order_mark(folders[1], compressed)
+    expected, actual = (datasets.load_movielens(f, max_history=2) for f in folders)
+    for (x, y), (xe, ye) in zip(actual, expected, strict=True):
+        np.testing.assert_array_equal(y, ye)
+        for key in KEYS:
+            np.testing.assert_array_equal(x[key], xe[key], err_msg=key)
+    # The movies file was read too: not all one category.
+    assert len(np.unique(actual[0][0]["candidate_category"])) > 1
+
+
 def write_release(folder, release):
     """RATINGS and MOVIES in the files of another MovieLens release."""
     ratings = [line.split("::") for line in RATINGS.splitlines()]
@@ -499,3 +562,48 @@ def test_amazon_test_targets_per_user(tmp_path):
     # U2's targets B002 and B003 are both test targets: nothing to train on.
     assert len(x["user"]) == 0
     np.testing.assert_array_equal(xt["candidate"][::2, 0], [4, 2, 3])
+
+
+def test_exact_duplicate_reviews_count_once(tmp_path):
+    # U2's last review (its test target) twice, and its first review again
+    # with another text: the same interactions as REVIEWS.
+    copy = json.loads(review("U2", "B001", 10))
+    copy["reviewText"] = "edited"
+    lines = [REVIEWS, review("U2", "B003", 30), json.dumps(copy)]
+    (tmp_path / "reviews_Electronics_5.json").write_text("\n".join(lines))
+    (x, _), (xt, _) = datasets.load_amazon(tmp_path, max_history=3)
+    # U2 (B001, B002, B003): training target B002 (id 2) after B001, test
+    # target B003 after B001, B002; U1 (B002, B004): test target B004.
+    np.testing.assert_array_equal(x["user"], [2, 2])
+    np.testing.assert_array_equal(x["candidate"][0], [2])
+    np.testing.assert_array_equal(x["history"][0], [1, 0, 0])
+    np.testing.assert_array_equal(xt["user"], [1, 1, 2, 2])
+    np.testing.assert_array_equal(xt["candidate"][::2, 0], [4, 3])
+    np.testing.assert_array_equal(xt["history"][::2], [[2, 0, 0], [1, 2, 0]])
+    # The same product reviewed at another time is another interaction.
+    lines = [REVIEWS, review("U2", "B001", 40)]
+    (tmp_path / "reviews_Electronics_5.json").write_text("\n".join(lines))
+    (x, _), (xt, _) = datasets.load_amazon(tmp_path, max_history=3)
+    np.testing.assert_array_equal(x["candidate"][::2, 0], [2, 3])
+    np.testing.assert_array_equal(xt["candidate"][::2, 0], [4, 1])
+    np.testing.assert_array_equal(xt["history"][2], [1, 2, 3])
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gz"])
+@pytest.mark.parametrize("meta", [META_LITERAL, META_JSON], ids=["literal", "json"])
+def test_utf8_byte_order_mark_is_accepted_in_amazon_files(tmp_path, meta, compressed):
+    folders = []
+    for name in ("plain", "bom"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "reviews_Electronics_5.json").write_text(REVIEWS)
+        (folder / "meta_Electronics.json").write_text(meta)
+        folders.append(folder)
+    with_byte_order_mark(folders[1], compressed)
+    expected, actual = (datasets.load_amazon(f, max_history=3) for f in folders)
+    for (x, y), (xe, ye) in zip(actual, expected, strict=True):
+        np.testing.assert_array_equal(y, ye)
+        for key in KEYS:
+            np.testing.assert_array_equal(x[key], xe[key], err_msg=key)
+    # The metadata was read too: B002 is Headphones (4), not "" (1).
+    np.testing.assert_array_equal(actual[0][0]["candidate_category"][0], [4])

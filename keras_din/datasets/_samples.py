@@ -1,5 +1,6 @@
 """Shared pieces of the loaders: reading data files and building samples."""
 
+import codecs
 import gzip
 import os
 import zlib
@@ -20,8 +21,10 @@ SAMPLE_KEYS = (
 def open_lines(path, encoding="utf-8"):
     """Yields `(line_number, line)` of a text file, gzip-compressed or not.
 
-    Raises a `ValueError` naming the file (and the line) for a `.gz` file
-    that is not gzip data and for a line that is not `encoding` text.
+    A UTF-8 byte-order mark at the start of the file (as Excel and other
+    Windows tools write) is skipped. Raises a `ValueError` naming the file
+    (and the line) for a `.gz` file that is not gzip data and for a line
+    that is not `encoding` text.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -33,6 +36,8 @@ def open_lines(path, encoding="utf-8"):
         number = 0
         try:
             for number, raw in enumerate(handle, start=1):
+                if number == 1:
+                    raw = raw.removeprefix(codecs.BOM_UTF8)
                 try:
                     line = raw.decode(encoding).strip()
                 except UnicodeDecodeError as error:
@@ -50,6 +55,14 @@ def open_lines(path, encoding="utf-8"):
                 f"`.gz`). Received: data that cannot be decompressed{where} "
                 f"({error})"
             ) from None
+
+
+def time_ordered(events):
+    """The items of `(time, item)` events in time order (ties in the order
+    given), each event once: an exact duplicate (a re-exported or merged
+    file) is the same interaction, not a second one."""
+    events = dict.fromkeys(events)  # the first of each, in order
+    return [item for _, item in sorted(events, key=lambda event: event[0])]
 
 
 def malformed(path, number, expected, line):

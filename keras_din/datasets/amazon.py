@@ -10,6 +10,7 @@ from keras_din.datasets._samples import fetch
 from keras_din.datasets._samples import malformed
 from keras_din.datasets._samples import open_lines
 from keras_din.datasets._samples import sequences_to_samples
+from keras_din.datasets._samples import time_ordered
 
 SNAP_URL = "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles/"
 REVIEWS_FILE = "reviews_Electronics_5.json"
@@ -30,11 +31,11 @@ def load_amazon(
 ):
     """Loads Amazon reviews (the DIN paper's Electronics set) as DIN samples.
 
-    The reviews of each user, in time order, form the behaviour sequence:
-    the last reviewed products are the user's test targets (the last one by
-    default, see `test_targets_per_user`), every earlier one
-    from the second on a training target, and the history of a target is the
-    products reviewed before it. Each target gives a positive sample and a
+    The reviews of each user, in time order (ties in file order), form the
+    behaviour sequence: the last reviewed products are the user's test
+    targets (the last one by default, see `test_targets_per_user`), every
+    earlier one from the second on a training target, and the history of a
+    target is the products reviewed before it. Each target gives a positive sample and a
     negative one whose candidate is a random product the user never
     reviewed. A product's category is the last entry of its most specific
     category path in the metadata (as in the DIN paper's preprocessing).
@@ -43,7 +44,12 @@ def load_amazon(
     `reviewerID`, `asin` and `unixReviewTime`. The metadata file has one
     object per line with `asin` and `categories` (a list of category paths)
     or `category` (one path); both the original Python-dict-literal lines
-    and JSON lines are read.
+    and JSON lines are read. Either file may start with a UTF-8 byte-order
+    mark (as Excel and other Windows tools write).
+
+    Reviews with the same `reviewerID`, `asin` and `unixReviewTime` (a
+    re-exported or merged file) are one interaction, whatever their other
+    fields; the same product reviewed at another time is another one.
 
     Args:
         path: str or `None`. The reviews file (`reviews_Electronics_5.json`
@@ -114,7 +120,7 @@ def load_amazon(
         item_categories[index] = category_index[categories.get(asin, "")]
 
     sequences = [
-        (user, [asin_index[asin] for _, asin in sorted(items, key=lambda x: x[0])])
+        (user, [asin_index[asin] for asin in time_ordered(items)])
         for user, (_, items) in enumerate(sorted(reviews.items()), start=1)
     ]
     return sequences_to_samples(

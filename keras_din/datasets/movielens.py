@@ -11,6 +11,7 @@ from keras_din.datasets._samples import fetch
 from keras_din.datasets._samples import malformed
 from keras_din.datasets._samples import open_lines
 from keras_din.datasets._samples import sequences_to_samples
+from keras_din.datasets._samples import time_ordered
 
 ML_1M_URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
 # Users keep their ids, which the samples hold as int32.
@@ -90,21 +91,27 @@ def load_movielens(
     Reads MovieLens-100K (`u.data`, with `u.item` for the genres),
     MovieLens-1M and 10M (`ratings.dat`, `movies.dat`) and the CSV releases
     ("latest", 20M, 25M, 32M: `ratings.csv`, `movies.csv`). Every rating
-    counts as an interaction. The movies each user rated, in time order,
-    form the behaviour sequence: the last `test_targets_per_user` are the
-    user's test targets, every earlier one from the second on a training
-    target, and the history of a target is the movies rated before it. Each
-    target gives a positive sample and a negative one whose candidate is a
-    random movie the user never rated. A movie's category is its first
-    genre, read from the movies file beside the ratings; without that file
-    every movie gets the same category.
+    counts as an interaction. The movies each user rated, in time order
+    (ties in file order), form the behaviour sequence: the last
+    `test_targets_per_user` are the user's test targets, every earlier one
+    from the second on a training target, and the history of a target is
+    the movies rated before it. Each target gives a positive sample and a
+    negative one whose candidate is a random movie the user never rated. A
+    movie's category is its first genre, read from the movies file beside
+    the ratings; without that file every movie gets the same category.
+
+    Rows with the same user, movie and timestamp (a re-exported or merged
+    file) are one interaction, whatever their rating values (the samples do
+    not use them); the same movie rated at another time is another one.
 
     Args:
         path: str or `None`. The ratings file, or a directory that holds one
             (searched recursively, in the order `ratings.dat`, `u.data`,
             `ratings.csv`). `None` downloads MovieLens-1M (`ml-1m.zip`) with
             `keras.utils.get_file` (cached in `~/.keras/datasets/keras_din`).
-            Files ending in `.gz` are read compressed. Defaults to `None`.
+            Files ending in `.gz` are read compressed, and a file may start
+            with a UTF-8 byte-order mark (as Excel writes). Defaults to
+            `None`.
         max_history: int. Histories keep the most recent `max_history`
             movies. Defaults to `20`.
         max_samples_per_user: int or `None`. Keep only the latest
@@ -141,7 +148,7 @@ def load_movielens(
         item_categories[index] = genre_index[genres.get(movie, "")]
 
     sequences = [
-        (user, [movie_index[movie] for _, movie in sorted(items, key=lambda x: x[0])])
+        (user, [movie_index[movie] for movie in time_ordered(items)])
         for user, items in sorted(user_items.items())
     ]
     return sequences_to_samples(
