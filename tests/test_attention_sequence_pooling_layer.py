@@ -6,6 +6,7 @@ from layer_checks import assert_config_round_trip
 from layer_checks import assert_save_load
 from layer_checks import random_like_weights
 from layer_checks import to_numpy
+from test_local_activation_unit import OBJECT_ACTIVATIONS
 
 from keras_din import AttentionSequencePoolingLayer
 
@@ -418,6 +419,126 @@ def test_functional_save_load(rng, tmp_path, activation):
         np.array([[0], [2], [7], [9], [4]], "int32"),
     ]
     assert_save_load(model, inputs, tmp_path)
+
+
+def lengths_model(layer, candidates=1, history=7, dim=6):
+    """`[query, keys, keys_length]` -> `layer`, as a functional model."""
+    inputs = [
+        keras.Input((candidates, dim)),
+        keras.Input((history, dim)),
+        keras.Input((1,), dtype="int32"),
+    ]
+    return keras.Model(inputs, layer(inputs))
+
+
+@pytest.mark.parametrize("activation", sorted(OBJECT_ACTIVATIONS))
+def test_activation_object_survives_config_round_trip_and_keras_save_and_load(
+    rng, tmp_path, activation
+):
+    query, keys = make_inputs(rng)
+    layer = AttentionSequencePoolingLayer(
+        att_hidden_units=HIDDEN,
+        att_activation=OBJECT_ACTIVATIONS[activation](),
+        weight_normalization=True,
+    )
+    assert_config_round_trip(layer)
+    model = lengths_model(layer)
+    layer.set_weights(random_like_weights(layer, rng))
+    lengths = np.array([[0], [2], [7], [9], [4]], "int32")
+    assert_save_load(model, [query, keys, lengths], tmp_path)
+
+
+def test_lambda_activation_loads_only_outside_safe_mode(rng, tmp_path):
+    query, keys = make_inputs(rng)
+    lengths = np.array([[0], [2], [7], [9], [4]], "int32")
+    layer = AttentionSequencePoolingLayer(
+        att_hidden_units=HIDDEN, att_activation=keras.layers.Lambda(lambda x: x / 2)
+    )
+    model = lengths_model(layer)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    # Keras's own error, as for a Lambda layer of the model itself.
+    with pytest.raises(ValueError, match="safe_mode=False"):
+        keras.saving.load_model(path)
+    reloaded = keras.saving.load_model(path, safe_mode=False)
+    np.testing.assert_allclose(
+        reloaded.predict([query, keys, lengths], verbose=0),
+        model.predict([query, keys, lengths], verbose=0),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("weight_normalization, return_score", MODES)
+@pytest.mark.parametrize("candidates", [1, 3])
+@pytest.mark.parametrize("by", ["lengths", "flat_lengths", "mask"])
+@pytest.mark.parametrize("skip_padding", [True, False])
+@pytest.mark.parametrize("activation", ["sigmoid", "dice"])
+def test_empty_batch_gives_empty_outputs(
+    weight_normalization, return_score, candidates, by, skip_padding, activation
+):
+    # Serving code sees batches of no row.
+    query = np.zeros((0, candidates, 6), "float32")
+    keys = np.zeros((0, 7, 6), "float32")
+    layer = AttentionSequencePoolingLayer(
+        att_hidden_units=HIDDEN,
+        att_activation=activation,
+        weight_normalization=weight_normalization,
+        return_score=return_score,
+        skip_padding=skip_padding,
+    )
+    for training in (False, True):
+        if by == "mask":
+            out = layer([query, keys], mask=np.zeros((0, 7), bool), training=training)
+        else:
+            lengths = np.zeros((0, 1) if by == "lengths" else (0,), "int32")
+            out = layer([query, keys, lengths], training=training)
+        assert tuple(out.shape) == (0, candidates, 7 if return_score else 6)
+        assert keras.backend.standardize_dtype(out.dtype) == "float32"
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+@pytest.mark.parametrize("return_score", [False, True])
+def test_empty_batch_output_has_the_compute_dtype_of_the_policy(policy, return_score):
+    keras.config.set_dtype_policy(policy)
+    layer = AttentionSequencePoolingLayer(
+        att_hidden_units=HIDDEN, weight_normalization=True, return_score=return_score
+    )
+    query = np.zeros((0, 1, 6), "float32")
+    keys = np.zeros((0, 7, 6), "float32")
+    out = layer([query, keys, np.zeros((0, 1), "int32")])
+    assert tuple(out.shape) == (0, 1, 7 if return_score else 6)
+    assert keras.backend.standardize_dtype(out.dtype) == policy.split("_")[1]
+
+
+@pytest.mark.parametrize("weight_normalization", [False, True])
+@pytest.mark.parametrize("candidates", [1, 3])
+@pytest.mark.parametrize("skip_padding", [True, False])
+def test_empty_batch_predicts_and_leaves_weights_unchanged_by_a_training_step(
+    rng, weight_normalization, candidates, skip_padding
+):
+    layer = AttentionSequencePoolingLayer(
+        att_hidden_units=HIDDEN,
+        att_activation="dice",
+        weight_normalization=weight_normalization,
+        skip_padding=skip_padding,
+    )
+    model = lengths_model(layer, candidates)
+    layer.set_weights(random_like_weights(layer, rng))
+    before = [to_numpy(w) for w in model.weights]
+    empty = [
+        np.zeros((0, candidates, 6), "float32"),
+        np.zeros((0, 7, 6), "float32"),
+        np.zeros((0, 1), "int32"),
+    ]
+    out = model.predict_on_batch(empty)
+    assert out.shape == (0, candidates, 6) and out.dtype == np.float32
+    # No row, no gradient: SGD leaves every weight (and Dice's moving
+    # moments, to their rounding) as it was.
+    model.compile(optimizer="sgd", loss=lambda y, out: keras.ops.sum(y * out))
+    model.train_on_batch(empty, np.zeros((0, candidates, 6), "float32"))
+    for old, new in zip(before, model.weights, strict=True):
+        np.testing.assert_allclose(to_numpy(new), old, rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])

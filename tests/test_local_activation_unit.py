@@ -310,6 +310,19 @@ def halve(x):  # a plain, unregistered function
     return x / 2
 
 
+@keras.saving.register_keras_serializable(package="keras_din_tests")
+def halved_tanh(x):  # a registered function
+    return keras.ops.tanh(x) / 2
+
+
+# Activations given as objects, which a layer's config holds serialised.
+OBJECT_ACTIVATIONS = {
+    "layer": lambda: keras.layers.LeakyReLU(negative_slope=0.1),
+    "layer_with_weights": lambda: Dice(epsilon=1e-5),
+    "registered_function": lambda: halved_tanh,
+}
+
+
 def test_stateless_layer_of_an_unregistered_function_as_activation(rng):
     query, keys = make_inputs(rng)
     unit = LocalActivationUnit(
@@ -358,3 +371,59 @@ def test_non_float_query_or_keys_is_a_type_error(rng, dtype):
         symbolic = [keras.Input(batch_shape=x.shape, dtype=x.dtype) for x in inputs]
         with pytest.raises(TypeError, match=f"`{name}` must have a float dtype"):
             LocalActivationUnit()(symbolic)
+
+
+@pytest.mark.parametrize("activation", sorted(OBJECT_ACTIVATIONS))
+def test_activation_object_survives_config_round_trip_and_keras_save_and_load(
+    rng, tmp_path, activation
+):
+    query, keys = make_inputs(rng, candidates=2)
+    unit = LocalActivationUnit(
+        hidden_units=(8, 4), activation=OBJECT_ACTIVATIONS[activation]()
+    )
+    assert_config_round_trip(unit)
+    q_in, k_in = keras.Input((2, 5)), keras.Input((None, 5))
+    model = keras.Model([q_in, k_in], unit([q_in, k_in]))
+    unit.set_weights(random_like_weights(unit, rng))
+    assert_save_load(model, [query, keys], tmp_path)
+
+
+def test_lambda_activation_loads_only_outside_safe_mode(rng, tmp_path):
+    query, keys = make_inputs(rng)
+    q_in, k_in = keras.Input((1, 5)), keras.Input((6, 5))
+    unit = LocalActivationUnit(
+        hidden_units=(4,), activation=keras.layers.Lambda(lambda x: x / 2)
+    )
+    model = keras.Model([q_in, k_in], unit([q_in, k_in]))
+    path = tmp_path / "model.keras"
+    model.save(path)
+    # Keras's own error, as for a Lambda layer of the model itself.
+    with pytest.raises(ValueError, match="safe_mode=False"):
+        keras.saving.load_model(path)
+    reloaded = keras.saving.load_model(path, safe_mode=False)
+    np.testing.assert_allclose(
+        reloaded.predict([query, keys], verbose=0),
+        model.predict([query, keys], verbose=0),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("candidates", [1, 3])
+@pytest.mark.parametrize("activation", ["sigmoid", "dice", "prelu"])
+@pytest.mark.parametrize("with_keys_mask", [False, True])
+def test_empty_batch_gives_empty_scores(candidates, activation, with_keys_mask):
+    query = np.zeros((0, candidates, 5), "float32")
+    keys = np.zeros((0, 6, 5), "float32")
+    keys_mask = np.zeros((0, 6), bool) if with_keys_mask else None
+    unit = LocalActivationUnit(hidden_units=(8, 4), activation=activation)
+    unit.build([(None, candidates, 5), (None, 6, 5)])
+    before = [to_numpy(w) for w in unit.weights]
+    for training in (False, True):
+        scores = unit([query, keys], keys_mask=keys_mask, training=training)
+        assert tuple(scores.shape) == (0, 6, candidates)
+        assert keras.backend.standardize_dtype(scores.dtype) == "float32"
+    # Dice's moving moments are not moved by a batch without entries (but
+    # for their rounding).
+    for old, new in zip(before, unit.weights, strict=True):
+        np.testing.assert_allclose(to_numpy(new), old, rtol=1e-6, atol=0)

@@ -140,6 +140,37 @@ def test_config_round_trip(frequencies):
     assert layer.get_config()["l2"] == 0.2
 
 
+@keras.saving.register_keras_serializable(package="keras_din_tests")
+class Filled(keras.initializers.Initializer):
+    """A registered initializer: every entry `value`."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __call__(self, shape, dtype=None):
+        return keras.ops.full(shape, self.value, dtype=dtype)
+
+    def get_config(self):
+        return {"value": self.value}
+
+
+def test_initializer_object_survives_config_round_trip_and_keras_save_and_load(
+    tmp_path,
+):
+    layer = MiniBatchAwareEmbedding(
+        VOCABULARY, DIM, embeddings_initializer=Filled(0.25)
+    )
+    assert_config_round_trip(layer)
+    clone = MiniBatchAwareEmbedding.from_config(layer.get_config())
+    clone.build()
+    np.testing.assert_array_equal(to_numpy(clone.embeddings), 0.25)
+    ids = keras.Input((None,), dtype="int32")
+    model = keras.Model(ids, layer(ids))
+    table = np.arange(VOCABULARY * DIM, dtype="float32").reshape(VOCABULARY, DIM)
+    layer.embeddings.assign(table)
+    assert_save_load(model, np.array([[1, 2, 0], [3, 11, 5]], "int32"), tmp_path)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

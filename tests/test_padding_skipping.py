@@ -90,6 +90,22 @@ def test_all_empty_batch_gives_zeros_with_blocks(rng, force_block_size, block):
     assert out.shape == (5, 1, 6) and np.all(out == 0)
 
 
+@pytest.mark.parametrize("block", [None, 2, 7])
+@pytest.mark.parametrize("candidates", [1, 3])
+@pytest.mark.parametrize("return_score", [False, True])
+def test_batch_of_no_row_gives_empty_outputs_with_blocks(
+    force_block_size, block, candidates, return_score
+):
+    force_block_size(block)
+    query = np.zeros((0, candidates, 6), "float32")
+    keys = np.zeros((0, 14, 6), "float32")
+    layer = AttentionSequencePoolingLayer(
+        att_hidden_units=HIDDEN, return_score=return_score
+    )
+    out = layer([query, keys, np.zeros((0, 1), "int32")])
+    assert tuple(out.shape) == (0, candidates, 14 if return_score else 6)
+
+
 def reference_gradients(query, keys, valid, arrays, projection, weight_normalization):
     """Central differences of `sum(projection * pooled)` in float64 NumPy."""
     values = [np.asarray(x, np.float64) for x in (query, keys, *arrays)]

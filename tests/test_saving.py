@@ -13,10 +13,23 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from din_models import ATT
 from din_models import BUILDER_KINDS
+from din_models import BUYS
+from din_models import CLICKS
+from din_models import DNN
+from din_models import FEATURES
 from din_models import KINDS
+from din_models import feature_data
+from layer_checks import assert_config_round_trip
+from layer_checks import assert_save_load
+from layer_checks import random_like_weights
+from test_local_activation_unit import halved_tanh
 
 import keras_din  # noqa: F401  (registers the layers before loading)
+from keras_din import InterestEvolution
+from keras_din.models import DIEN
+from keras_din.models import DIN
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 BACKENDS = ("tensorflow", "torch", "jax")
@@ -61,3 +74,46 @@ def test_load_without_importing_keras_din_fails_with_keras_message():
     assert result.returncode != 0
     assert "Could not locate class" in result.stderr, result.stderr[-2000:]
     assert "keras_din" in result.stderr
+
+
+@pytest.mark.parametrize("gru_type", ["AUGRU", "GRU"])
+def test_interest_evolution_layer_activation_survives_keras_save_and_load(
+    rng, tmp_path, gru_type
+):
+    # InterestEvolution hands its attention's serialised activation on.
+    layer = InterestEvolution(
+        gru_type=gru_type,
+        att_hidden_units=(5,),
+        att_activation=keras.layers.LeakyReLU(negative_slope=0.1),
+    )
+    assert_config_round_trip(layer)
+    inputs = [
+        keras.Input((1, 3)),
+        keras.Input((6, 3)),
+        keras.Input((), dtype="int32"),
+    ]
+    model = keras.Model(inputs, layer(inputs))
+    layer.set_weights(random_like_weights(layer, rng))
+    data = [
+        rng.normal(size=(4, 1, 3)).astype("float32"),
+        rng.normal(size=(4, 6, 3)).astype("float32"),
+        np.array([0, 1, 4, 6], "int32"),
+    ]
+    assert_save_load(model, data, tmp_path)
+
+
+@pytest.mark.parametrize("builder", [DIN, DIEN])
+def test_builder_with_layer_and_registered_function_activations_saves_and_loads(
+    rng, tmp_path, builder
+):
+    model = builder(
+        FEATURES,
+        [CLICKS, BUYS],
+        candidates=2,
+        att_hidden_units=ATT,
+        att_activation=keras.layers.LeakyReLU(negative_slope=0.1),
+        dnn_hidden_units=DNN,
+        dnn_activation=halved_tanh,
+    )
+    data = feature_data(rng, candidates=2)
+    assert_save_load(model, {name: data[name] for name in model.input}, tmp_path)

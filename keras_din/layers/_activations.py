@@ -75,6 +75,18 @@ def serialize_activation(activation):
 
 
 def deserialize_activation(config):
+    """The activation that `serialize_activation` gave `config` for."""
     if isinstance(config, dict):
         return keras.saving.deserialize_keras_object(config)
     return config
+
+
+def config_with_activation(config, key):
+    """A copy of layer config `config` with its activation `key` deserialised.
+
+    For `from_config`: Keras turns whatever a layer's constructor raises into
+    a `TypeError` of its own, which would hide its errors about the
+    activation (such as safe_mode's about a `Lambda`); raised here, they
+    reach the caller as Keras raises them.
+    """
+    return {**config, key: deserialize_activation(config[key])}

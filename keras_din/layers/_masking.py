@@ -84,11 +84,10 @@ def masked_softmax(scores, valid):
     scores32 = ops.cast(scores, "float32")
     if valid is None:
         return ops.cast(ops.softmax(scores32, axis=1), scores.dtype)
-    lowest = ops.full_like(scores32, -3.0e38)
-    row_max = ops.max(ops.where(valid, scores32, lowest), axis=1, keepdims=True)
-    row_max = ops.stop_gradient(row_max)
-    shifted = ops.where(valid, scores32 - row_max, ops.zeros_like(scores32))
-    exps = ops.exp(shifted) * ops.cast(valid, "float32")
-    total = ops.sum(exps, axis=1, keepdims=True)
-    total = ops.where(total > 0, total, ops.ones_like(total))
-    return ops.cast(exps / total, scores.dtype)
+    # The padding is left out by a score no valid one lies below (its
+    # exponential is 0), and a row without a valid position, uniform then,
+    # is zeroed. The backends' softmax takes the row maximum itself, also
+    # for an empty batch (where `ops.max` fails on TensorFlow and torch).
+    masked = ops.where(valid, scores32, -3.0e38)
+    weights = ops.softmax(masked, axis=1) * ops.cast(valid, "float32")
+    return ops.cast(weights, scores.dtype)

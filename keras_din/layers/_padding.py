@@ -78,7 +78,8 @@ class ValidBlocks:
         """
         depth = rows.shape[-1]
         every = self._place(ops.reshape(rows, (-1, self.size * depth)))
-        return ops.reshape(every, (self._batch, -1, depth))
+        # Every size given: with an empty batch, a -1 could be any size.
+        return ops.reshape(every, (self._batch, self._per_history * self.size, depth))
 
     def weighted_sum(self, weights):
         """`sum_t weights[b, t] * keys[b, t]` over the kept rows: `(B, 1, E)`.
@@ -94,7 +95,9 @@ class ValidBlocks:
             pooled = ops.segment_sum(weighted, self.owners, num_segments=self._batch)
         else:
             # Each block's sum at its place, then a sum over each history.
-            every = ops.reshape(self._place(weighted), (self._batch, -1, dim))
+            every = ops.reshape(
+                self._place(weighted), (self._batch, self._per_history, dim)
+            )
             pooled = ops.sum(every, axis=1)
         return ops.cast(ops.expand_dims(pooled, 1), self.keys.dtype)
 

@@ -2,6 +2,8 @@ import keras
 from keras import ops
 
 from keras_din.layers._activations import activation_factory
+from keras_din.layers._activations import config_with_activation
+from keras_din.layers._activations import deserialize_activation
 from keras_din.layers._backend import has_dynamic_shapes
 from keras_din.layers._backend import is_tracing_fixed_shapes
 from keras_din.layers._checks import check_given_dtypes
@@ -51,9 +53,8 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
             Dice takes its training statistics over the valid history
             positions only. `False` includes the padding, as DeepCTR does
             (and the unit then computes the padding positions, from what
-            they hold).
-            Inference, from the moving statistics, is the same either way
-            for the same weights. Defaults to `True`.
+            they hold). Inference, from the moving statistics, is the same
+            either way for the same weights. Defaults to `True`.
         skip_padding: bool. Whether to score the valid positions only (same
             results, less work; see `skip_block_size`). Defaults to `True`.
         supports_masking: Ignored (DeepCTR's): a Keras mask is always taken.
@@ -114,8 +115,9 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
         self.att_hidden_units = check_positive_units(
             "att_hidden_units", att_hidden_units
         )
-        activation_factory(att_activation, argument="att_activation")  # checks it
-        self.att_activation = att_activation
+        # Serialised where it comes from a config (InterestEvolution's too).
+        self.att_activation = deserialize_activation(att_activation)
+        activation_factory(self.att_activation, argument="att_activation")  # checks
         self.weight_normalization = bool(weight_normalization)
         self.return_score = bool(return_score)
         self.dice_ignores_padding = bool(dice_ignores_padding)
@@ -124,7 +126,7 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
         self.supports_masking = True
         self.local_att = LocalActivationUnit(
             hidden_units=self.att_hidden_units,
-            activation=att_activation,
+            activation=self.att_activation,
             dtype=self.dtype_policy,
             name="local_activation_unit",
         )
@@ -246,3 +248,7 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        return super().from_config(config_with_activation(config, "att_activation"))

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_din.layers._activations import config_with_activation
 from keras_din.layers._checks import check_keys_length
 from keras_din.layers._checks import check_keys_mask
 from keras_din.layers._checks import check_optional_units
@@ -212,3 +213,7 @@ class InterestEvolution(keras.layers.Layer):
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        return super().from_config(config_with_activation(config, "att_activation"))

@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_din.layers._activations import activation_factory
+from keras_din.layers._activations import config_with_activation
 from keras_din.layers._activations import deserialize_activation
 from keras_din.layers._activations import serialize_activation
 from keras_din.layers._checks import check_given_dtypes
@@ -248,3 +249,7 @@ class LocalActivationUnit(keras.layers.Layer):
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        return super().from_config(config_with_activation(config, "activation"))
