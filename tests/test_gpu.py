@@ -164,3 +164,14 @@ def test_jax_savedmodel_exported_on_the_gpu_serves_on_the_cpu(rng, tmp_path):
     np.testing.assert_allclose(
         np.load(tmp_path / "served.npy"), expected, rtol=1e-5, atol=1e-5
     )
+
+
+@pytest.mark.gpu
+def test_dien_trains_with_the_default_jit_compile_on_the_gpu(rng):
+    # Keras's jit_compile="auto" turns XLA on for TensorFlow on a GPU.
+    from test_interest_evolution import dien_model
+
+    model, _, data = dien_model(rng)
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    history = model.fit(data, np.array([1, 0, 1, 0], "float32"), epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))

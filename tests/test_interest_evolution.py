@@ -84,6 +84,42 @@ def test_raw_scores_without_weight_normalization(rng):
     np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("gru_type", TYPES)
+@pytest.mark.parametrize("candidates", [1, 2])
+def test_history_axis_of_length_zero_gives_zeros(rng, gru_type, candidates):
+    query, interests = make_inputs(rng, candidates=candidates, history=0)
+    negatives = np.zeros_like(interests)
+    lengths = np.array([0, 1, 2, 9])
+    extractor = InterestExtractor(
+        auxiliary_loss_weight=1.0, auxiliary_hidden_units=(4,)
+    )
+    states = extractor([interests, lengths], negative_keys=negatives, training=True)
+    assert tuple(states.shape) == (4, 0, 3)
+    assert to_numpy(extractor.losses[0]) == 0.0
+    layer = InterestEvolution(gru_type=gru_type, att_hidden_units=HIDDEN)
+    output = layer([query, states, lengths])
+    np.testing.assert_array_equal(to_numpy(output), np.zeros((4, candidates, 3)))
+    output = layer([query[:, 0], states])
+    np.testing.assert_array_equal(to_numpy(output), np.zeros((4, 3)))
+    # And a training step of a model whose history length is free.
+    item = keras.Input((candidates, 3))
+    history = keras.Input((None, 3))
+    negative = keras.Input((None, 3))
+    extractor = InterestExtractor(
+        auxiliary_loss_weight=1.0, auxiliary_hidden_units=(4,)
+    )
+    evolved = InterestEvolution(gru_type=gru_type, att_hidden_units=HIDDEN)(
+        [item, extractor(history, negative_keys=negative)]
+    )
+    out = keras.layers.Dense(1, activation="sigmoid")(evolved)
+    model = keras.Model([item, history, negative], out)
+    model.compile(optimizer="sgd", loss="binary_crossentropy")
+    loss = model.train_on_batch(
+        [query, interests, negatives], np.ones((4, candidates, 1), "float32")
+    )
+    assert np.isfinite(loss)
+
+
 def dien_model(rng, gru_type="AUGRU"):
     """A compiled DIEN model (output in float32) and a batch of its inputs."""
     item = keras.Input((3,))
@@ -106,6 +142,33 @@ def dien_model(rng, gru_type="AUGRU"):
         np.array([0, 1, 4, 6]),
     ]
     return model, evolved, data
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "torch",
+    reason="jit_compile=True is torch.compile on torch (minutes on the CPU), "
+    "not XLA; the XLA backends are TensorFlow and JAX",
+)
+@pytest.mark.parametrize("gru_type", TYPES)
+def test_dien_trains_under_xla_as_without_it(rng, gru_type):
+    # TensorFlow's XLA differentiates a while loop only where its number of
+    # iterations is bounded; Keras turns XLA on by default on a GPU.
+    results = []
+    for jit_compile in (False, True):
+        keras.utils.set_random_seed(7)
+        model, _, data = dien_model(np.random.default_rng(3), gru_type)
+        model.compile(
+            optimizer="sgd", loss="binary_crossentropy", jit_compile=jit_compile
+        )
+        losses = [
+            model.train_on_batch(data, np.array([1, 0, 1, 0], "float32"))
+            for _ in range(2)
+        ]
+        results.append((losses, [to_numpy(w) for w in model.weights]))
+    (losses, weights), (xla_losses, xla_weights) = results
+    np.testing.assert_allclose(xla_losses, losses, rtol=1e-5)
+    for xla, plain in zip(xla_weights, weights, strict=True):
+        np.testing.assert_allclose(xla, plain, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("gru_type", TYPES)

@@ -161,6 +161,36 @@ def test_pair_selections_train_alike(rng, monkeypatch):
         np.testing.assert_allclose(after, other, rtol=1e-5, atol=1e-6)
 
 
+def test_keras_mask_of_keys_reaches_the_call_beside_negative_keys(rng):
+    # Keras passes a call's `mask` only where it has one tensor argument;
+    # with `negative_keys` too, the mask of id 0 (holes and right padding)
+    # must still decide the states and the auxiliary loss's pairs.
+    history, dim = 6, 3
+    ids = rng.integers(1, 20, (4, history))
+    ids[0] = 0  # an empty history
+    ids[1, 2] = 0  # a hole
+    ids[2, 4:] = 0  # right padding
+    table = rng.normal(size=(20, dim)).astype("float32")
+    negatives = rng.normal(size=(4, history, dim)).astype("float32")
+    id_input = keras.Input((history,), dtype="int32")
+    negative_input = keras.Input((history, dim))
+    embedding = keras.layers.Embedding(20, dim, mask_zero=True)
+    layer = InterestExtractor(auxiliary_loss_weight=1.0, auxiliary_hidden_units=AUX)
+    states = layer(embedding(id_input), negative_keys=negative_input)
+    model = keras.Model([id_input, negative_input], states)
+    embedding.set_weights([table])
+    layer.set_weights(random_like_weights(layer, rng))
+    arrays = [to_numpy(w) for w in layer.weights]
+    valid = ids != 0
+    keys = table[ids]
+    expected, _ = ref.gru_states(keys, valid, *arrays[:4])
+    actual = to_numpy(model([ids, negatives], training=True))
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+    loss = ref.auxiliary_loss(expected, keys, negatives, valid, reference_mlp(arrays))
+    assert len(model.losses) == 1
+    np.testing.assert_allclose(to_numpy(model.losses[0]), loss, rtol=1e-5)
+
+
 def test_output_mask_marks_valid_positions(rng):
     keys, _ = make_inputs(rng)
     layer = InterestExtractor()

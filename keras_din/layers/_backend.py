@@ -123,26 +123,36 @@ def to_history_length(keys_mask, keys):
     return padded[:, :history]
 
 
-def scan_over_time(step, state, sequences):
-    """`state, output = step(state, slices)` over the first axis of every
-    sequence; returns the final state and the stacked outputs (`None` where
-    `step` outputs `None`).
+def scan_over_time(step, state, sequences, stack_states):
+    """`state = step(state, slices)` over the first axis of every sequence;
+    returns the final state and, with `stack_states`, the state after every
+    step stacked on a first axis (else `None`).
 
-    torch's `scan` is a Python loop that takes `x[t]` from each sequence;
-    in training, each of those slices' backward writes a zero tensor of the
-    whole sequence, T times over (half of a DIEN training step at B=1024,
-    T=50, in torch's profiler). Unbinding every sequence once has one
-    backward, a stack. The
-    other backends scan over the time indices and slice in the step: Keras's
-    TensorFlow `scan` fails on several sequences of unknown length (a
-    history axis of `None`, as exported models have).
+    torch, and TensorFlow where the length is known, run a Python loop over
+    the sequences unbound once. torch's `scan` is a Python loop that takes
+    `x[t]` from each sequence; in training, each of those slices' backward
+    writes a zero tensor of the whole sequence, T times over (half of a DIEN
+    training step at B=1024, T=50, in torch's profiler); unbinding once has
+    one backward, a stack. Keras's TensorFlow `scan` is a `while_loop` that
+    XLA cannot differentiate (its number of iterations is not bounded), so
+    TensorFlow unrolls a known length, and scans only an unknown one (a
+    history axis of `None`, as exported models have, where Keras's
+    TensorFlow `scan` of several sequences fails: the loop runs over the
+    time indices and slices in the step).
     """
     length = ops.shape(sequences[0])[0]
-    if _backend() == "torch" and length:
-        outputs = []
+    if _backend() == "torch" or (
+        _backend() == "tensorflow" and isinstance(length, int)
+    ):
+        states = []
         for slices in zip(*(ops.unstack(x) for x in sequences), strict=True):
-            state, output = step(state, slices)
-            outputs.append(output)
-        return state, None if outputs[0] is None else ops.stack(outputs)
+            state = step(state, slices)
+            states.append(state)
+        return state, ops.stack(states) if stack_states else None
+
+    def scanned(state, t):
+        state = step(state, [x[t] for x in sequences])
+        return state, state if stack_states else None
+
     times = ops.arange(length, dtype="int32")
-    return ops.scan(lambda s, t: step(s, [x[t] for x in sequences]), state, times)
+    return ops.scan(scanned, state, times)

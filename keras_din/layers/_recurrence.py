@@ -88,6 +88,12 @@ def gated_recurrence(
         candidates = ops.shape(attention)[2]
         state = ops.zeros((batch, candidates, units), inputs.dtype)
         per_step = [inputs, ops.expand_dims(attention, -1)]  # (B, T, C, 1)
+    if inputs.shape[1] == 0:  # no step: the initial state, no outputs
+        return (
+            state
+            if attention is not None
+            else ops.zeros((batch, 0, units), state.dtype)
+        )
     if valid is not None:
         step_valid = valid if attention is None else ops.expand_dims(valid, -1)
         per_step.append(ops.expand_dims(step_valid, -1))
@@ -123,13 +129,13 @@ def gated_recurrence(
             if gru_type == "AUGRU":
                 update = score * update
         state = previous + update * (candidate - previous)
-        output = None if attention is not None else state
         if valid is not None:
             state = ops.where(sliced[-1], state, previous)
-        return state, output
+        return state
 
-    final, outputs = scan_over_time(step, state, per_step)
+    final, states = scan_over_time(step, state, per_step, attention is None)
     if attention is not None:
         return final
-    outputs = ops.moveaxis(outputs, 0, 1)
-    return outputs if valid is None else zero_padding(outputs, valid)
+    states = ops.moveaxis(states, 0, 1)
+    # The state carried over the padding is no output there.
+    return states if valid is None else zero_padding(states, valid)

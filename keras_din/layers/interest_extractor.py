@@ -51,6 +51,10 @@ class InterestExtractor(keras.layers.Layer):
             Keras mask `keys` carries); combined with `keys_length`.
         negative_keys: Optional `(B, T, E)` embeddings of items not clicked,
             one per step, for the auxiliary loss.
+        inputs_mask: Not to be passed: where `negative_keys` is given too,
+            Keras passes the Keras mask of `keys` here instead of in `mask`
+            (it fills `mask` for a call of one tensor argument only). Used
+            where `mask` is `None`.
         training: Python boolean. The auxiliary loss is added in training
             only.
 
@@ -171,8 +175,10 @@ class InterestExtractor(keras.layers.Layer):
             layer.build((None, width))
             width = layer.units
 
-    def call(self, inputs, mask=None, negative_keys=None, training=None):
-        mask = _mask_of_keys(mask)
+    def call(
+        self, inputs, mask=None, negative_keys=None, training=None, inputs_mask=None
+    ):
+        mask = _mask_of_keys(inputs_mask if mask is None else mask)
         keys, keys_length = self._validate_inputs(inputs, mask, negative_keys)
         check_exportable(self, self._history_length)
         valid = valid_positions(keys, keys_length, mask)
@@ -198,8 +204,11 @@ class InterestExtractor(keras.layers.Layer):
         keys_shape = static_shape(keys_shape)
         return keys_shape[:2] + (self.units or keys_shape[2],)
 
-    def compute_output_spec(self, inputs, mask=None, negative_keys=None, training=None):
-        keys, _ = self._validate_inputs(inputs, _mask_of_keys(mask), negative_keys)
+    def compute_output_spec(
+        self, inputs, mask=None, negative_keys=None, training=None, inputs_mask=None
+    ):
+        mask = _mask_of_keys(inputs_mask if mask is None else mask)
+        keys, _ = self._validate_inputs(inputs, mask, negative_keys)
         return keras.KerasTensor(
             self.compute_output_shape(static_shape(keys)), dtype=self.compute_dtype
         )
