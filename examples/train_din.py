@@ -92,9 +92,9 @@ def build_model(kind, x_train, sizes, args):
     elif kind == "din":
         model = models.DIN(features, [history], att_hidden_units=(32, 16), **shared)
     else:
-        # Sigmoid scores, as in the DIN model: a softmax over 20 steps scales
-        # the AUGRU's update gates down to about 1/T (--quick GAUC 0.797
-        # with it, 0.841 without).
+        # The builder's softmax attention (the DIEN paper's): with raw
+        # scores the AUGRU's states are unbounded, and training diverged on
+        # MovieLens.
         model = models.DIEN(
             features,
             [history],

@@ -6,6 +6,7 @@ behaviour sequences, a context feature, a length input and several
 candidates; then for training, saving, export and every bad spec and input.
 """
 
+import re
 from pathlib import Path
 
 import keras
@@ -218,6 +219,14 @@ def test_each_table_penalises_the_ids_of_the_batch_once(rng, build):
     model = build(FEATURES, [CLICKS, BUYS], embedding_l2=l2, frequencies=x)
     x = inputs_of(model, x)
     model(x, training=True)
+    # The ids at a sequence's padding (from its length on, or beside an id
+    # 0) are padding: neither counted nor penalised.
+    padding = ~ref.valid_from_lengths(x["clicks_length"], T_CLICKS)
+    padding |= (x["clicked_items"] == 0) | (x["clicked_categories"] == 0)
+    x = {
+        name: np.where(padding, 0, ids) if ids.shape[1:] == (T_CLICKS,) else ids
+        for name, ids in x.items()
+    }
     # Each table's inputs; the frequencies leave the negatives out.
     for name, counted, negatives in (
         ("user", ["user"], []),
@@ -287,8 +296,15 @@ def test_mixed_precision_trains_with_float32_output(rng, build):
 def test_frequencies_count_candidates_and_histories(rng):
     x = feature_data(rng)
     model = din(frequencies=x)
+    # A clicked item counts within its length, where its category is not 0.
+    clicked = ref.valid_from_lengths(x["clicks_length"], T_CLICKS)
+    clicked &= x["clicked_categories"] != 0
     counted = np.concatenate(
-        [x[n].ravel() for n in ("item", "clicked_items", "bought_items")]
+        [
+            x["item"].ravel(),
+            np.where(clicked, x["clicked_items"], 0).ravel(),  # 0: padding
+            x["bought_items"].ravel(),
+        ]
     )
     items = keras.ops.convert_to_numpy(model.get_layer("item_embedding").frequencies)
     np.testing.assert_array_equal(items, np.bincount(counted, minlength=ITEMS))
@@ -352,6 +368,92 @@ def test_bad_spec_names_the_problem(build, message):
 
 
 @pytest.mark.parametrize(
+    "build, message",
+    [
+        (
+            lambda: Feature("item", 0),
+            "Feature 'item': `vocabulary_size` must be an int >= 1. "
+            "Received: vocabulary_size=0",
+        ),
+        (
+            lambda: Feature("item", 10, embedding_dim=0),
+            "Feature 'item': `embedding_dim` must be an int >= 1. "
+            "Received: embedding_dim=0",
+        ),
+        (
+            lambda: Feature("", 10),
+            "Feature: `name` must be a non-empty str. Received: name=''",
+        ),
+        (
+            lambda: BehaviorSequence("clicks", {"h": "item"}, max_length=0),
+            "BehaviorSequence 'clicks': `max_length` must be an int >= 1. "
+            "Received: max_length=0",
+        ),
+        (
+            lambda: BehaviorSequence("clicks", {}, max_length=3),
+            "BehaviorSequence 'clicks': `features` must be a non-empty dict of "
+            "history input name to feature name (each a non-empty str). "
+            "Received: features={}",
+        ),
+        (
+            lambda: BehaviorSequence("clicks", {"h": ""}, max_length=3),
+            "BehaviorSequence 'clicks': `features` must be a non-empty dict of "
+            "history input name to feature name (each a non-empty str). "
+            "Received: features={'h': ''}",
+        ),
+        (
+            lambda: BehaviorSequence("clicks", {"h": "item"}, 3, length=""),
+            "BehaviorSequence 'clicks': `length` must be a non-empty str. "
+            "Received: length=''",
+        ),
+        (
+            lambda: BehaviorSequence("clicks", {"h": "item"}, 3, negatives={}),
+            "BehaviorSequence 'clicks': `negatives` must be a non-empty dict of "
+            "history input name to negative input name (each a non-empty str). "
+            "Received: negatives={}",
+        ),
+        (
+            lambda: BehaviorSequence(None, {"h": "item"}, 3),
+            "BehaviorSequence: `name` must be a non-empty str. Received: name=None",
+        ),
+        (
+            lambda: DIN([], [BUYS]),
+            "`features` must hold at least one Feature (the candidate features "
+            "that the behavior sequences refer to, and any context features). "
+            "Received: features=[]",
+        ),
+        (
+            lambda: DIN(FEATURES, []),
+            "`behaviors` must hold at least one BehaviorSequence (a user history "
+            "for the model to pool). Received: behaviors=[]",
+        ),
+        (
+            lambda: DIN([*FEATURES, Feature("item", 5)], [BUYS]),
+            "Two features are named 'item': `features` must have distinct names. "
+            "Received: names ['user', 'item', 'category', 'item']",
+        ),
+    ],
+    ids=[
+        "vocabulary_size",
+        "embedding_dim",
+        "feature_name",
+        "max_length",
+        "empty_features",
+        "empty_feature_name",
+        "length",
+        "empty_negatives",
+        "sequence_name",
+        "no_features",
+        "no_behaviors",
+        "duplicate_feature",
+    ],
+)
+def test_spec_errors_name_the_spec_argument_expected_and_received(build, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        build()
+
+
+@pytest.mark.parametrize(
     "change, error, message",
     [
         (lambda x: x.pop("bought_items"), ValueError, "Missing: \\['bought_items'\\]"),
@@ -409,6 +511,57 @@ def test_bad_input_dict_names_the_input(rng, change, error, message):
             run()
 
 
+def unpadded(x, name):
+    """The rows of `x[name]` as lists, each cut before its first id 0, and
+    the first two of lengths 2 and 3."""
+    rows = [list(row[: list(row).index(0)] if 0 in row else row) for row in x[name]]
+    rows[0], rows[1] = [1, 2], [4, 5, 6]
+    return rows
+
+
+def test_unpadded_history_lists_name_the_input_and_how_to_pad(rng):
+    model = din()
+    model.compile(optimizer="sgd", loss="binary_crossentropy")
+    x = inputs_of(model, feature_data(rng))
+    rows = unpadded(x, "clicked_items")
+    lengths = ", ".join(map(str, sorted({len(row) for row in rows})))
+    message = re.escape(
+        "Input 'clicked_items' of `x` must be an integer array of shape (N, 6). "
+        f"Received: a list of rows of lengths {lengths}. Pad each history to 6 "
+        "ids with id 0 (padding) first, for example with "
+        'keras.utils.pad_sequences(rows, maxlen=6, padding="post").'
+    )
+    for run in (
+        lambda: model.predict(dict(x, clicked_items=rows), verbose=0),
+        lambda: model.fit(dict(x, clicked_items=rows), np.zeros(8), verbose=0),
+    ):
+        with pytest.raises(ValueError, match=f"^{message}$"):
+            run()
+    # A column of lists (as pandas gives) is an object array of rows.
+    column = np.empty(len(rows), dtype=object)
+    column[:] = rows
+    with pytest.raises(ValueError, match="'clicked_items'.*an object array of rows"):
+        model.predict(dict(x, clicked_items=column), verbose=0)
+    # The call the message shows pads each row with 0 at its end.
+    padded = keras.utils.pad_sequences(rows, maxlen=6, padding="post")
+    expected = np.zeros((8, 6), "int32")
+    for row, ids in zip(expected, rows, strict=True):
+        row[: len(ids)] = ids
+    np.testing.assert_array_equal(padded, expected)
+    model.predict(dict(x, clicked_items=padded), verbose=0)
+
+
+def test_unpadded_frequencies_name_the_input_and_how_to_pad(rng):
+    x = feature_data(rng)
+    with pytest.raises(
+        ValueError,
+        match="Input 'bought_items' of `frequencies` must be an integer array of "
+        "shape \\(N, 4\\). Received: a list of rows of lengths .*"
+        'pad_sequences\\(rows, maxlen=4, padding="post"\\)',
+    ):
+        din(frequencies=dict(x, bought_items=unpadded(x, "bought_items")))
+
+
 def test_inputs_as_a_list_are_refused(rng):
     model = din()
     x = inputs_of(model, feature_data(rng))
@@ -448,3 +601,58 @@ def test_plain_model_export_serves_the_predictions(rng, tmp_path, kind):
         serve_saved_models(tmp_path)
         served = np.load(tmp_path / "din.case0.out.npy")
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("gru_type", ["AUGRU", "AGRU"])
+def test_dien_states_stay_within_one_however_large_the_scores(rng, gru_type):
+    # With the paper's softmax attention (the default), each step mixes the
+    # state and the GRU's candidate state, whatever the unit scores: here
+    # raw scores near 50 would push a state with update gates 50x past it.
+    model = DIEN(FEATURES, [CLICKS], gru_type=gru_type, att_activation="sigmoid")
+    randomize(model, rng)
+    evolution = model.get_layer("clicks_interest_evolution")
+    weights = evolution.get_weights()
+    weights[-1] = np.full_like(weights[-1], 50.0)  # the unit's output bias
+    evolution.set_weights(weights)
+    x = inputs_of(model, feature_data(rng, rows=32))
+    states = keras.Model(model.input, evolution.output)(x)
+    states = keras.ops.convert_to_numpy(states)
+    assert np.all(np.isfinite(states))
+    assert np.max(np.abs(states)) <= 1.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dien_trains_on_long_skewed_histories_without_diverging(seed):
+    # The example's sizes at 5x its learning rate, histories of up to 50
+    # items: raw scores (DeepCTR's default) diverge here within two epochs.
+    from keras_din import datasets
+
+    (x, y), _ = datasets.load_synthetic(
+        num_users=120, max_history=50, impressions_per_user=8, seed=seed
+    )
+    features = [Feature("item", 1001, 8), Feature("category", 51, 8)]
+    history = BehaviorSequence(
+        "history",
+        {"history": "item", "history_category": "category"},
+        max_length=50,
+        negatives={
+            "history": "negative_history",
+            "history_category": "negative_history_category",
+        },
+    )
+    x = {"item": x["candidate"], "category": x["candidate_category"], **x}
+    keras.utils.set_random_seed(seed)
+    model = DIEN(
+        features, [history], att_hidden_units=(32, 16), dnn_hidden_units=(64, 32)
+    )
+    x = inputs_of(model, x)
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy")
+    losses = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: losses.append(logs["loss"])
+    )
+    model.fit(x, y, batch_size=64, epochs=2, callbacks=[record], verbose=0)
+    assert np.all(np.isfinite(losses))
+    evolution = model.get_layer("history_interest_evolution")
+    states = keras.Model(model.input, evolution.output).predict(x, verbose=0)
+    assert np.max(np.abs(states)) <= 1.0

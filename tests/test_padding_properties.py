@@ -9,7 +9,14 @@ embedding row exactly as it does when the padding holds zeros.
 
 import keras
 import numpy as np
+import pytest
 import reference as ref
+from din_models import BUYS
+from din_models import CATEGORIES
+from din_models import CLICKS
+from din_models import FEATURES
+from din_models import T_CLICKS
+from din_models import feature_data
 from hypothesis import HealthCheck
 from hypothesis import given
 from hypothesis import settings
@@ -20,6 +27,9 @@ from test_attention_sequence_pooling_layer import HIDDEN
 from test_attention_sequence_pooling_layer import dense_weights
 
 from keras_din import AttentionSequencePoolingLayer
+from keras_din.models import DIEN
+from keras_din.models import DIN
+from keras_din.models import BaseModel
 
 PADDING_VALUES = [np.nan, np.inf, -np.inf, 1e30, -1e30, 7.0, 0.5]
 
@@ -145,3 +155,90 @@ def test_padding_never_changes_valid_outputs_or_gradients(case):
     for new, old in zip(garbage_moved, moved, strict=True):
         assert np.all(np.isfinite(new))
         np.testing.assert_allclose(new, old, rtol=1e-6, atol=1e-6)
+
+
+# --- The models of keras_din.models --------------------------------------------
+
+BUILDERS = {"din": DIN, "dien": DIEN, "base": BaseModel}
+# The tables whose id 0 pads the histories (the candidates' features).
+PADDED_TABLES = ("item", "category")
+
+
+def builder_run(model, weights, x, y):
+    """Predictions, then every weight after one SGD step (eager)."""
+    model.set_weights(weights)
+    predictions = to_numpy(model(x))
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=0.5),
+        loss="binary_crossentropy",
+        run_eagerly=True,
+    )
+    model.train_on_batch(x, y)
+    return predictions, [to_numpy(w) for w in model.weights]
+
+
+@settings(
+    max_examples=4,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    seed=st.integers(0, 2**16),
+    padding_row=st.sampled_from([np.nan, 1e30, 7.0, "random"]),
+)
+@pytest.mark.parametrize("candidates", [1, 2])
+@pytest.mark.parametrize("kind", sorted(BUILDERS))
+def test_builder_predictions_and_gradients_never_depend_on_the_padding(
+    kind, candidates, seed, padding_row
+):
+    # CLICKS pads by its length input and by id 0 of its items (holes too),
+    # BUYS by id 0; the other ids at those positions (past a length, the
+    # categories at a hole, the negatives) may be anything.
+    rng = np.random.default_rng(seed)
+    x = feature_data(rng, rows=8, candidates=candidates)
+    padding = ~ref.valid_from_lengths(x["clicks_length"], T_CLICKS)
+    padding |= x["clicked_items"] == 0
+    x["clicked_categories"] = rng.integers(1, CATEGORIES, (8, T_CLICKS))
+    clean = dict(x)
+    for name in ("clicked_categories", "negative_items", "negative_categories"):
+        clean[name] = np.where(padding, 0, x[name])
+    past = ~ref.valid_from_lengths(x["clicks_length"], T_CLICKS)
+    clean["clicked_items"] = np.where(past, 0, x["clicked_items"])
+    model = BUILDERS[kind](
+        FEATURES, [CLICKS, BUYS], candidates=candidates, embedding_l2=0.01
+    )
+    clean = {name: clean[name] for name in model.input}
+    garbage = {name: x[name] for name in model.input}
+    assert any(not np.array_equal(clean[n], garbage[n]) for n in clean)
+    weights = random_like_weights_of(model, rng)
+    garbage_weights = [w.copy() for w in weights]
+    padding_rows = []
+    for table in PADDED_TABLES:
+        table_path = model.get_layer(f"{table}_embedding").embeddings.path
+        index = [w.path for w in model.weights].index(table_path)
+        padding_rows.append(index)
+        weights[index][0] = 0.0
+        row = rng.normal(size=weights[index].shape[1]) * 100
+        garbage_weights[index][0] = row if padding_row == "random" else padding_row
+    y = (rng.random((8, candidates)) < 0.5).astype("float32")
+
+    predictions, moved = builder_run(model, weights, clean, y)
+    garbage_predictions, garbage_moved = builder_run(model, garbage_weights, garbage, y)
+
+    np.testing.assert_allclose(garbage_predictions, predictions, rtol=1e-6, atol=1e-7)
+    for i, (new, old) in enumerate(zip(garbage_moved, moved, strict=True)):
+        if i in padding_rows:  # all but the padding row
+            new, old = new[1:], old[1:]
+        assert np.all(np.isfinite(new)), model.weights[i].path
+        np.testing.assert_allclose(
+            new, old, rtol=1e-5, atol=1e-6, err_msg=model.weights[i].path
+        )
+
+
+def random_like_weights_of(model, rng):
+    """Random weights for every layer of `model`, in `model.weights` order."""
+    for layer in model.layers:
+        if layer.weights:
+            layer.set_weights(random_like_weights(layer, rng))
+    return [to_numpy(w) for w in model.weights]

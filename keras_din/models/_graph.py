@@ -1,5 +1,7 @@
 """What the model builders share: the inputs, the tables and the MLP head."""
 
+import functools
+
 import keras
 import numpy as np
 from keras import ops
@@ -48,6 +50,7 @@ class FeatureGraph:
             )
         self.candidate_names = self._candidate_names()
         self.table_of = {}  # the feature whose table embeds each input
+        self.sequence_of = {}  # the behaviour of each history and negative input
         self.inputs = {
             name: keras.Input(shape, dtype="int32", name=name)
             for name, shape in self._input_shapes().items()
@@ -63,6 +66,7 @@ class FeatureGraph:
             for name, feature in self.features.items()
         }
         self._embedded = {}
+        self._valid = {}  # the valid positions of each behaviour, by name
 
     def _candidate_names(self):
         """The features that the behaviour sequences refer to."""
@@ -92,6 +96,7 @@ class FeatureGraph:
                 )
             for name, feature in inputs.items():
                 self._add_input(shapes, name, (behavior.max_length,), feature)
+                self.sequence_of[name] = behavior
             if behavior.length is not None:
                 self._add_input(shapes, behavior.length, (), None)
         return shapes
@@ -137,7 +142,7 @@ class FeatureGraph:
         if frequencies is not None:
             counts = sum(
                 np.bincount(
-                    np.asarray(frequencies[name]).ravel(),
+                    self._counted_ids(frequencies, name).ravel(),
                     minlength=feature.vocabulary_size,
                 )
                 for name in self._counted(feature.name)
@@ -152,6 +157,22 @@ class FeatureGraph:
             name=f"{feature.name}_embedding",
         )
 
+    def _counted_ids(self, frequencies, name):
+        """The ids of `frequencies[name]`, 0 at the padding as in `_ids`
+        (where `frequencies` holds the inputs that tell it)."""
+        ids = np.asarray(frequencies[name])
+        behavior = self.sequence_of.get(name)
+        if behavior is None:
+            return ids
+        valid = np.ones(ids.shape, bool)
+        for history in behavior.features:
+            if history in frequencies:
+                valid &= np.asarray(frequencies[history]) != 0
+        if behavior.length is not None and behavior.length in frequencies:
+            length = np.reshape(frequencies[behavior.length], (-1, 1))
+            valid &= np.arange(behavior.max_length) < length
+        return np.where(valid, ids, 0)
+
     def embed(self, names):
         """The embeddings of the inputs `names`, concatenated on the last
         axis, with the Keras mask of id 0 where the tables set one."""
@@ -163,10 +184,27 @@ class FeatureGraph:
                 # (per table), however many inputs hold it.
                 feature = self.table_of[name]
                 shared = [n for n, f in self.table_of.items() if f == feature]
-                outputs = self.tables[feature]([self.inputs[n] for n in shared])
+                outputs = self.tables[feature]([self._ids(n) for n in shared])
                 self._embedded.update(zip(shared, outputs, strict=True))
             parts.append(self._embedded[name])
         return parts[0] if len(parts) == 1 else keras.layers.Concatenate()(parts)
+
+    def _ids(self, name):
+        """The ids of input `name`; in a behaviour's inputs, 0 wherever the
+        position is padding (an id 0 in one of its histories, or from its
+        length on): the tables' masks and penalties never see what lies
+        there."""
+        ids = self.inputs[name]
+        if name not in self.sequence_of:
+            return ids
+        behavior = self.sequence_of[name]
+        if behavior.name not in self._valid:
+            valid = [ops.not_equal(self.inputs[h], 0) for h in behavior.features]
+            if behavior.length is not None:
+                length = ops.reshape(self.inputs[behavior.length], (-1, 1))
+                valid.append(ops.less(ops.arange(behavior.max_length), length))
+            self._valid[behavior.name] = functools.reduce(ops.logical_and, valid)
+        return ops.where(self._valid[behavior.name], ids, 0)
 
     def query(self, behavior):
         """The `(B, C, E)` candidate embeddings that `behavior` is scored against."""
@@ -231,7 +269,11 @@ def _by_name(features):
     by_name = {}
     for feature in features:
         if feature.name in by_name:
-            raise ValueError(f"Two features are named {feature.name!r}.")
+            names = [f.name for f in features]
+            raise ValueError(
+                f"Two features are named {feature.name!r}: `features` must have "
+                f"distinct names. Received: names {names}"
+            )
         by_name[feature.name] = feature
     return by_name
 
@@ -247,7 +289,14 @@ def _check_specs(argument, specs, kind):
             f"Received: {argument}={specs!r:.200}"
         )
     if not specs:
+        needed = (
+            "the candidate features that the behavior sequences refer to, and "
+            "any context features"
+            if kind is Feature
+            else "a user history for the model to pool"
+        )
         raise ValueError(
-            f"`{argument}` must hold at least one {kind.__name__}. Received: []"
+            f"`{argument}` must hold at least one {kind.__name__} ({needed}). "
+            f"Received: {argument}={specs!r}"
         )
     return list(specs)

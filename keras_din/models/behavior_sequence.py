@@ -57,20 +57,27 @@ class BehaviorSequence:
     negatives: dict | None = None
 
     def __post_init__(self):
-        check_name("name", self.name)
-        object.__setattr__(self, "features", check_name_map("features", self.features))
-        object.__setattr__(
-            self, "max_length", check_positive_int("max_length", self.max_length)
+        check_name("name", self.name, owner="BehaviorSequence")
+        owner = f"BehaviorSequence {self.name!r}"
+        features = check_name_map(
+            "features", self.features, owner, "history input name to feature name"
         )
+        object.__setattr__(self, "features", features)
+        max_length = check_positive_int("max_length", self.max_length, owner=owner)
+        object.__setattr__(self, "max_length", max_length)
         if self.length is not None:
-            check_name("length", self.length)
+            check_name("length", self.length, owner=owner)
         if self.negatives is not None:
-            negatives = check_name_map("negatives", self.negatives)
+            negatives = check_name_map(
+                "negatives",
+                self.negatives,
+                owner,
+                "history input name to negative input name",
+            )
             if set(negatives) != set(self.features):
                 raise ValueError(
-                    f"`negatives` of behavior sequence {self.name!r} must map "
-                    f"every history input (the keys of `features`: "
-                    f"{list(self.features)}) to a negative input. Received "
-                    f"keys: {list(negatives)}"
+                    f"{owner}: `negatives` must map every history input (the keys "
+                    f"of `features`: {list(self.features)}) to a negative input. "
+                    f"Received: keys {list(negatives)}"
                 )
             object.__setattr__(self, "negatives", negatives)

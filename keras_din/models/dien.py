@@ -15,7 +15,7 @@ def DIEN(
     auxiliary_hidden_units=(100, 50),
     att_hidden_units=(80, 40),
     att_activation="dice",
-    weight_normalization=False,
+    weight_normalization=True,
     dnn_hidden_units=(200, 80),
     dnn_activation="dice",
     dnn_dropout=0.0,
@@ -41,10 +41,15 @@ def DIEN(
             Defaults to `1.0`.
         auxiliary_hidden_units: sequence of positive ints. Hidden widths of
             the auxiliary loss's MLP. Defaults to `(100, 50)`.
-        att_hidden_units, att_activation, weight_normalization: The
-            evolution layer's attention, as in `DIN`. The scores are not
-            softmax-normalised by default: a softmax over `T` positions
-            scales the AUGRU's update gates down to about `1 / T`.
+        att_hidden_units, att_activation: The evolution layer's
+            attention, as in `DIN`.
+        weight_normalization: bool. Whether the attention is a softmax over
+            the valid positions, as in the DIEN paper (eq. 7). Defaults to
+            `True`: the attention `a_t` then lies in `[0, 1]`, so each
+            AUGRU or AGRU step mixes the state and the candidate state and
+            the states stay within `[-1, 1]`. `False` feeds the raw scores
+            (DeepCTR's default), unbounded: the states can grow and training
+            can diverge (as it did on MovieLens with the Dice defaults).
         dnn_hidden_units, dnn_activation, dnn_dropout, embedding_l2,
             frequencies: As in `DIN`.
         name: str. The model's name. Defaults to `"dien"`.

@@ -39,7 +39,8 @@ class Feature:
     embedding_dim: int = 8
 
     def __post_init__(self):
-        check_name("name", self.name)
+        check_name("name", self.name, owner="Feature")
+        owner = f"Feature {self.name!r}"
         for argument in ("vocabulary_size", "embedding_dim"):
-            value = check_positive_int(argument, getattr(self, argument))
+            value = check_positive_int(argument, getattr(self, argument), owner=owner)
             object.__setattr__(self, argument, value)

@@ -15,8 +15,11 @@ class FeatureModel(keras.Model):
     exactly one array per input (`list(model.input)` names them, in order),
     integer dtypes (ids and lengths), the shapes the model takes, one batch
     size, and ids within each feature's vocabulary. Each problem raises an
-    error naming the input. Other data (a `tf.data.Dataset`, a
-    `keras.utils.PyDataset`, tensors) goes to Keras unchecked.
+    error naming the input. Histories are not padded for you: a list of
+    rows of different lengths raises an error that says how to pad them
+    (`keras.utils.pad_sequences(rows, maxlen=max_length, padding="post")`).
+    Other data (a `tf.data.Dataset`, a `keras.utils.PyDataset`, tensors)
+    goes to Keras unchecked.
 
     Args:
         inputs: dict of `keras.Input`, keyed by input name.
@@ -103,14 +106,14 @@ def check_feature_arrays(x, inputs, vocabulary_sizes, argument, every_input=True
         if not isinstance(x[name], (np.ndarray, list, tuple)):
             checked[name] = x[name]  # a tensor: Keras checks it
             continue
-        array = np.asarray(x[name])
+        expected = tuple(inputs[name].shape[1:])
+        array = _as_array(name, x[name], expected, argument)
         if array.dtype.kind not in "iu":
             what = "ids" if name in vocabulary_sizes else "lengths"
             raise TypeError(
                 f"Input {name!r} of `{argument}` must hold integer {what}. "
                 f"Received: an array of dtype {array.dtype}"
             )
-        expected = tuple(inputs[name].shape[1:])
         if array.shape[1:] != expected and not (
             expected in ((), (1,)) and array.shape[1:] in ((), (1,))
         ):
@@ -129,6 +132,36 @@ def check_feature_arrays(x, inputs, vocabulary_sizes, argument, every_input=True
             _check_ids(name, array, vocabulary_sizes[name], argument)
         checked[name] = array.reshape((len(array), *expected))
     return checked
+
+
+def _as_array(name, value, expected, argument):
+    """`value` as a NumPy array; an error naming the input for rows of
+    different lengths (such as unpadded histories), which NumPy cannot
+    stack."""
+    try:
+        array = np.asarray(value)
+    except ValueError:  # NumPy: "... inhomogeneous shape ..."
+        array = None
+    if array is not None and (array.dtype != object or array.ndim != 1):
+        return array
+    sequence = (list, tuple, np.ndarray)
+    if array is not None and not any(isinstance(row, sequence) for row in value):
+        return array  # objects, not rows: the dtype check names them
+    lengths = {len(row) if isinstance(row, sequence) else 1 for row in value}
+    lengths = ", ".join(map(str, sorted(lengths)))
+    shape = f"(N, {', '.join(map(str, expected))})" if expected else "(N,)"
+    hint = ""
+    if expected and expected[-1] > 1:
+        hint = (
+            f" Pad each history to {expected[-1]} ids with id 0 (padding) first, "
+            f"for example with keras.utils.pad_sequences(rows, "
+            f'maxlen={expected[-1]}, padding="post").'
+        )
+    received = "an object array" if array is not None else f"a {type(value).__name__}"
+    raise ValueError(
+        f"Input {name!r} of `{argument}` must be an integer array of shape "
+        f"{shape}. Received: {received} of rows of lengths {lengths}.{hint}"
+    )
 
 
 def _check_ids(name, ids, size, argument):
