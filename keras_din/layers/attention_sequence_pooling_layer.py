@@ -45,16 +45,14 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
             activation name or function, `"dice"`, `"prelu"` or a layer (see
             `LocalActivationUnit`). Defaults to `"sigmoid"`.
         weight_normalization: bool. Whether to softmax the scores over the
-            valid positions; if `False` the raw scores are used.
-            Defaults to `False`.
-        return_score: bool. Whether to return the attention weights instead
-            of the pooled embedding. Defaults to `False`.
+            valid positions (else raw scores). Defaults to `False`.
+        return_score: bool. Whether to return the attention weights, not
+            the pooled embedding. Defaults to `False`.
         dice_ignores_padding: bool. With `att_activation="dice"`, whether
             Dice takes its training statistics over the valid history
-            positions only. `False` includes the padding, as DeepCTR does
-            (and the unit then computes the padding positions, from what
-            they hold). Inference, from the moving statistics, is the same
-            either way for the same weights. Defaults to `True`.
+            positions only; `False` includes the padding, as DeepCTR does.
+            Inference (moving statistics) is the same either way. Defaults
+            to `True`.
         skip_padding: bool. Whether to score the valid positions only (same
             results, less work; see `skip_block_size`). Defaults to `True`.
         supports_masking: Ignored (DeepCTR's): a Keras mask is always taken.
@@ -75,8 +73,8 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
         training: Python boolean. Passed to the activation unit.
 
     Output:
-        The pooled history, shape `(B, C, E)`, or with `return_score=True`
-        the attention weights, shape `(B, C, T)`. The output carries no mask.
+        The pooled history `(B, C, E)`, or with `return_score=True` the
+        attention weights `(B, C, T)`; no mask.
 
     Attributes:
         skip_block_size: `None` until the layer is built, and after it where
@@ -115,7 +113,6 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
         self.att_hidden_units = check_positive_units(
             "att_hidden_units", att_hidden_units
         )
-        # Serialised where it comes from a config (InterestEvolution's too).
         self.att_activation = deserialize_activation(att_activation)
         activation_factory(self.att_activation, argument="att_activation")  # checks
         self.weight_normalization = bool(weight_normalization)
@@ -155,9 +152,8 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
     def build(self, input_shape):
         inputs, _ = self._validate_inputs(input_shape)
         self.local_att.build(inputs[:2])
-        # Skipping needs data-dependent sizes, and leaves the padding out
-        # of the batch statistics (which batch normalisation, and Dice with
-        # `dice_ignores_padding=False`, take over it).
+        # Skipping needs data-dependent sizes and leaves the padding out of
+        # the batch statistics (Dice with `dice_ignores_padding=False`'s).
         if (
             self.skip_padding
             and has_dynamic_shapes()

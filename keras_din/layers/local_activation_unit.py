@@ -39,18 +39,15 @@ class LocalActivationUnit(keras.layers.Layer):
         hidden_units: sequence of positive ints. Widths of the hidden layers.
             Defaults to `(64, 32)`.
         activation: Activation of every hidden layer: a Keras activation
-            name or function, `"dice"` (`keras_din.layers.Dice`), `"prelu"`
-            (a per-channel `keras.layers.PReLU` starting at 0.25), or a
-            `keras.layers.Layer`, of which each hidden layer gets its own copy.
-            Defaults to `"sigmoid"`.
-        l2_reg: float. L2 regularisation factor of the hidden kernels.
-            Defaults to `0.0`.
-        dropout_rate: float in `[0, 1)`. Dropout after each hidden layer.
-            Defaults to `0.0`.
-        use_bn: bool. Whether to batch-normalise each hidden layer before its
-            activation. Defaults to `False`.
-        seed: int or `None`. Seed of the kernel initialisers and of dropout.
-            Defaults to `None`.
+            name or function, `"dice"`, `"prelu"` (per channel, from 0.25),
+            or a layer (each hidden layer gets its own copy). Defaults to
+            `"sigmoid"`.
+        l2_reg: float. L2 factor of the hidden kernels. Defaults to `0.0`.
+        dropout_rate: float in `[0, 1)`. Dropout after each hidden layer,
+            `0.0` by default.
+        use_bn: bool. Batch normalisation before each activation. Defaults
+            to `False`.
+        seed: int or `None`. Seed of the initialisers and dropout.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -59,13 +56,12 @@ class LocalActivationUnit(keras.layers.Layer):
             `(B, T, E)` the behaviour history.
         keys_mask: Optional boolean tensor of shape `(B, T)`, true at valid
             history positions. It only restricts the training statistics of
-            Dice activations to the valid positions; every position is
-            scored (masking the scores is the pooling's job). A Keras mask
-            carried by the inputs is ignored.
+            Dice to the valid positions; every position is scored (masking
+            is the pooling's job). A Keras mask on the inputs is ignored.
         query_index: Optional integer tensor of shape `(B_k,)`, for when
             `keys` holds `B_k` pieces of history that are not one per query
-            row: row `i` of `keys` is scored against the candidates of query
-            row `query_index[i]`. Defaults to the same row.
+            row: row `i` of `keys` is scored against query row
+            `query_index[i]`. Defaults to the same row.
         training: Python boolean. Whether dropout, batch normalisation and
             Dice run in training mode.
 
@@ -112,8 +108,7 @@ class LocalActivationUnit(keras.layers.Layer):
         self.activation = deserialize_activation(activation)
         self.use_bn = use_bn
         self.seed = seed
-        # Inputs carrying a Keras mask are taken without a warning; the
-        # output carries none (see `compute_mask`).
+        # Masked inputs are taken without a warning; see `compute_mask`.
         self.supports_masking = True
         self.batch_norms = [
             keras.layers.BatchNormalization(
