@@ -90,7 +90,7 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
     >>> query = np.random.rand(2, 1, 4).astype("float32")
     >>> keys = np.random.rand(2, 5, 4).astype("float32")
     >>> keys_length = np.array([[3], [0]])
-    >>> layer([query, keys, keys_length]).shape
+    >>> tuple(layer([query, keys, keys_length]).shape)
     (2, 1, 4)
 
     References:

@@ -46,7 +46,7 @@ class Dice(keras.layers.Layer):
 
     >>> import numpy as np
     >>> dice = Dice()
-    >>> dice(np.ones((4, 8), "float32")).shape
+    >>> tuple(dice(np.ones((4, 8), "float32")).shape)
     (4, 8)
 
     References:

@@ -83,7 +83,7 @@ class LocalActivationUnit(keras.layers.Layer):
     >>> unit = LocalActivationUnit(hidden_units=(16, 8))
     >>> query = np.random.rand(2, 1, 4).astype("float32")
     >>> keys = np.random.rand(2, 5, 4).astype("float32")
-    >>> unit([query, keys]).shape
+    >>> tuple(unit([query, keys]).shape)
     (2, 5, 1)
 
     References:

@@ -56,7 +56,7 @@ class MiniBatchAwareEmbedding(keras.layers.Layer):
     >>> counts = np.bincount([1, 1, 2, 3, 3, 3], minlength=5)
     >>> layer = MiniBatchAwareEmbedding(
     ...     5, 4, frequencies=counts, l2=1e-3, mask_zero=True)
-    >>> layer(np.array([[1, 3, 0]]), training=True).shape
+    >>> tuple(layer(np.array([[1, 3, 0]]), training=True).shape)
     (1, 3, 4)
 
     References:

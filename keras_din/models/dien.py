@@ -59,6 +59,16 @@ def DIEN(
         arrays keyed by input name and returns `(B, C)` click
         probabilities.
 
+    Example:
+
+    >>> from keras_din.models import BehaviorSequence, Feature
+    >>> clicks = BehaviorSequence(
+    ...     "clicks", {"items": "item"}, max_length=20,
+    ...     negatives={"items": "negative_items"})
+    >>> model = DIEN([Feature("item", 1000)], [clicks])
+    >>> sorted(model.input)
+    ['item', 'items', 'negative_items']
+
     References:
         - [Zhou et al., 2019](https://arxiv.org/abs/1809.03672), Deep Interest
           Evolution Network for Click-Through Rate Prediction.

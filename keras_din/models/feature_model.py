@@ -29,6 +29,19 @@ class FeatureModel(keras.Model):
             that input must lie in `[0, size)`. Defaults to `None` (none
             checked).
         **kwargs: `keras.Model` keyword arguments, such as `trainable`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_din.models import DIN, BehaviorSequence, Feature
+    >>> model = DIN(
+    ...     [Feature("item", 100)],
+    ...     [BehaviorSequence("history", {"items": "item"}, max_length=3)])
+    >>> model.predict({"item": np.array([5]), "items": np.array([[1, 2, 100]])})
+    Traceback (most recent call last):
+      ...
+    ValueError: Input 'items' of `x` holds ids outside its vocabulary [0, 100): id 100
+    at index (0, 2)
     """
 
     def __init__(self, inputs, outputs, name=None, *, vocabulary_sizes=None, **kwargs):
@@ -168,8 +181,9 @@ def _check_ids(name, ids, size, argument):
     outside = (ids < 0) | (ids >= size)
     if np.any(outside):
         where = tuple(int(i) for i in np.argwhere(outside)[0])
+        others = int(outside.sum()) - 1
         raise ValueError(
             f"Input {name!r} of `{argument}` holds ids outside its vocabulary "
-            f"[0, {size}): id {ids[where]} at index {where} (and "
-            f"{int(outside.sum()) - 1} more)"
+            f"[0, {size}): id {ids[where]} at index {where}"
+            + (f" (and {others} more)" if others else "")
         )
