@@ -6,7 +6,6 @@ import importlib
 import inspect
 import pkgutil
 
-import numpy as np
 import pytest
 
 import keras_din
