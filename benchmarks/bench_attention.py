@@ -17,7 +17,7 @@ in the same run (each repetition's times are kept in the `--json` output).
 On Linux, glibc serves every large tensor from a fresh mmap whose pages fault
 in on first touch; under torch eager that can take most of a step.
 `--tuned-malloc` times with a high `MALLOC_MMAP_THRESHOLD_`, which reuses
-freed blocks instead (the README's "Speed on the CPU" section).
+freed blocks instead (docs/performance.md, "Speed on the CPU with torch").
 
 Implementations:
 - keras-din: `AttentionSequencePoolingLayer(weight_normalization=True)`,

@@ -13,7 +13,7 @@ per batch.
 
 Every artifact comes from plain `model.export`. A SavedModel of a
 torch-trained model: save it as `.keras`, then load and
-export it with KERAS_BACKEND=tensorflow (see the README).
+export it with KERAS_BACKEND=tensorflow (see docs/guides/serving.md).
 """
 
 import argparse

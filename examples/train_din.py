@@ -14,8 +14,8 @@ feeds `[candidate, interest]` to an MLP that predicts the click:
 All use `MiniBatchAwareEmbedding` (the paper's mini-batch aware
 regularization) on the same data. The script prints a table of AUC, GAUC
 (user-weighted AUC) and RelaImpr over base, saves each trained model as
-`<model>.keras` in `--output`, exports the attention models for serving where
-the backend allows, draws the ROC curves and DIN's attention weights with
+`<model>.keras` in `--output`, exports the attention models for serving with
+`--export`, draws the ROC curves and DIN's attention weights with
 `--plot FILE.png`, and prints one JSON object with the results as its last
 line.
 
@@ -28,6 +28,7 @@ line.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -237,21 +238,34 @@ def save(model, output, kind):
     return path
 
 
+# What each backend's export (the first of keras_din.export.FORMATS) imports,
+# and the extra that installs it.
+EXPORT_NEEDS = {
+    "tensorflow": (("tensorflow",), "tensorflow-cpu"),
+    "jax": (("tensorflow",), "tensorflow-cpu"),
+    "torch": (("onnx", "onnxscript"), "onnx"),
+}
+
+
+def missing_export_package():
+    """The hint to install what `--export` needs on this backend, or `None`."""
+    modules, extra = EXPORT_NEEDS[keras.backend.backend()]
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    return (
+        f"--export on the {keras.backend.backend()} backend needs "
+        f'{" and ".join(missing)}: pip install "keras-din[{extra}]"'
+    )
+
+
 def export(model, output, kind):
     """Exports for serving in the backend's first format (SavedModel on
-    TensorFlow and JAX, ONNX on torch); reports why not where it cannot."""
+    TensorFlow and JAX, ONNX on torch)."""
     export_format = keras_din.export.FORMATS[keras.backend.backend()][0]
     suffix = {"tf_saved_model": "_export", "onnx": ".onnx"}[export_format]
     path = os.path.join(output, kind + suffix)
-    try:
-        model.export(path, format=export_format, verbose=False)
-    except Exception as error:  # Export needs optional packages (TF, onnx).
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        print(
-            f"export of {kind} skipped on the {keras.backend.backend()} backend: "
-            f"{type(error).__name__}: {reason}"
-        )
-        return None
+    model.export(path, format=export_format, verbose=False)
     print(f"exported {path}")
     return path
 
@@ -319,7 +333,12 @@ def parse_args(argv=None):
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="output", help="folder for the models")
-    parser.add_argument("--no-export", action="store_true")
+    parser.add_argument(
+        "--export",
+        action="store_true",
+        help="also export DIN and DIEN for serving: a SavedModel on TensorFlow "
+        "and JAX (needs TensorFlow), ONNX on torch (needs the onnx extra)",
+    )
     parser.add_argument(
         "--plot",
         metavar="FILE.png",
@@ -338,6 +357,8 @@ def parse_args(argv=None):
             import matplotlib  # noqa: F401
         except ImportError:
             parser.error("--plot needs matplotlib: pip install 'keras-din[plot]'")
+    if args.export and missing_export_package():
+        parser.error(missing_export_package())
     return args
 
 
@@ -379,8 +400,15 @@ def main(argv=None):
         results[kind], scores[kind] = evaluate(model, x_test, y_test)
         trained[kind] = model
         model_paths[kind] = save(model, args.output, kind)
-        if kind != "base" and not args.no_export:
+        if kind != "base" and args.export:
             export_paths[kind] = export(model, args.output, kind)
+    exportable = [kind.upper() for kind in args.models if kind != "base"]
+    if exportable and not args.export:
+        needs = missing_export_package()
+        print(
+            f"to export {' and '.join(exportable)} for serving too, add --export"
+            + (f" (which needs {needs.split(' needs ', 1)[1]})" if needs else "")
+        )
     print_table(results, args)
     if args.plot:
         plot(args.plot, scores, y_test, trained.get("din"), x_test)

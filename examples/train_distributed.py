@@ -13,7 +13,7 @@ over the devices (or processes):
 
 Without GPUs, `--cpu-devices 2` splits the CPU into two devices (JAX and
 TensorFlow), and `torchrun --nproc-per-node=2` starts two CPU processes that
-talk over gloo. Several hosts: see "Scaling out" in the README (JAX reads
+talk over gloo. Several hosts: see docs/guides/scaling.md (JAX reads
 KERAS_DISTRIBUTION_* variables, TensorFlow TF_CONFIG, torch torchrun's).
 """
 

@@ -2,12 +2,13 @@
 
 import keras
 
-# The formats keras-din exports from each backend, and tests.
 FORMATS = {
     "tensorflow": ("tf_saved_model",),
     "jax": ("tf_saved_model",),
     "torch": ("onnx", "torch"),
 }
+"""The `format`s of `model.export` that keras-din exports from each backend,
+and tests, by backend name; the first is the one the examples use."""
 
 
 def export_model(model, filepath, format="tf_saved_model", **kwargs):
@@ -16,7 +17,8 @@ def export_model(model, filepath, format="tf_saved_model", **kwargs):
     A format that the current backend cannot produce is rejected with a
     `ValueError` that names the backend and the formats it can produce
     (a torch-trained model reaches a SavedModel through a `.keras` file
-    loaded on the TensorFlow backend; see the README).
+    loaded on the TensorFlow backend; see the guide "Saving, loading and
+    serving").
 
     Models built with the keras-din layers export with plain `model.export`
     on every backend. On the JAX backend this adds one thing: a SavedModel

@@ -65,10 +65,10 @@ def auc(labels, scores):
         ValueError: if the sizes differ, the labels hold only one class or
             values other than 0 and 1, or a score is NaN or infinite.
 
-    Example:
+    Examples:
 
-    >>> auc([0, 1, 1, 0], [0.1, 0.9, 0.4, 0.6])
-    0.75
+        >>> auc([0, 1, 1, 0], [0.1, 0.9, 0.4, 0.6])
+        0.75
     """
     labels, scores = _as_vectors(labels, scores)
     value = _auc(labels, scores)
@@ -101,11 +101,11 @@ def gauc(users, labels, scores, return_count=False):
     Raises:
         ValueError: if the sizes differ or no user has both classes.
 
-    Example:
+    Examples:
 
-    >>> users = [1, 1, 1, 2, 2]
-    >>> gauc(users, [1, 0, 0, 1, 0], [0.9, 0.2, 0.95, 0.1, 0.3])
-    0.3
+        >>> users = [1, 1, 1, 2, 2]
+        >>> gauc(users, [1, 0, 0, 1, 0], [0.9, 0.2, 0.95, 0.1, 0.3])
+        0.3
     """
     labels, scores = _as_vectors(labels, scores)
     users = np.asarray(users).reshape(-1)
@@ -148,10 +148,10 @@ def rela_impr(model_auc, base_auc):
     Returns:
         A Python float; `0.1` means 10 % better than the base model.
 
-    Example:
+    Examples:
 
-    >>> round(rela_impr(0.66, 0.6), 6)
-    0.6
+        >>> round(rela_impr(0.66, 0.6), 6)
+        0.6
     """
     if not base_auc > 0.5:
         raise ValueError(

@@ -127,7 +127,7 @@ def test_lengths_of_any_integer_dtype_do_not_wrap(rng, dtype, candidates, functi
 
 
 def test_int64_lengths_clipped_to_history_work_everywhere(rng):
-    # The README's advice for JAX without x64: clip lengths to T first.
+    # The docs' advice for JAX without x64: clip lengths to T first.
     query, keys = make_inputs(rng)
     lengths = np.array(LENGTHS_BEYOND_INT32["int64"], "int64")
     layer, scores = make_layer(rng, query, keys, weight_normalization=True)

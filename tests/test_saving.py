@@ -51,7 +51,7 @@ def test_golden_model_loads_with_same_predictions(path):
     else:  # a keras_din.models model: a dict keyed by input name
         inputs = {name: data[name] for name in data.files if name != "expected"}
     # compile=False: a model compiled on JAX is saved with jit_compile=True,
-    # which on torch means a torch.compile of minutes on CPU (see README).
+    # which on torch means a torch.compile of minutes on CPU (docs/guides/serving.md).
     model = keras.saving.load_model(path, compile=False)
     actual = model.predict(inputs, verbose=0)
     # The empty histories (row 0) and all-valid rows are in the inputs.
@@ -61,7 +61,7 @@ def test_golden_model_loads_with_same_predictions(path):
 
 
 def test_load_without_importing_keras_din_fails_with_keras_message():
-    # Keras imports only its own packages when deserialising; the README
+    # Keras imports only its own packages when deserialising; docs/guides/serving.md
     # explains the message and that `import keras_din` comes first.
     code = f"import keras, sys\nkeras.saving.load_model({str(GOLDEN_FILES[0])!r})\n"
     result = subprocess.run(

@@ -45,6 +45,7 @@ def test_quick_run_din_and_dien_beat_base(tmp_path):
             str(tmp_path),
             "--plot",
             str(tmp_path / "din.png"),
+            "--export",
         ],
         capture_output=True,
         text=True,
@@ -86,11 +87,19 @@ def test_quick_run_din_and_dien_beat_base(tmp_path):
     }
     assert keras.saving.load_model(summary["model_paths"]["base"]).name == "base"
     assert set(summary["export_paths"]) == {"din", "dien"}
-    for kind, path in summary["export_paths"].items():
-        if path is None:
-            assert f"export of {kind} skipped" in result.stdout
-        else:
-            assert Path(path).exists()  # a folder or an .onnx file
+    for path in summary["export_paths"].values():
+        assert Path(path).exists()  # a folder or an .onnx file
+
+
+def test_export_is_asked_for_and_names_what_it_needs(monkeypatch, capsys):
+    example = load_example()
+    assert not example.parse_args([]).export
+    monkeypatch.setattr(example.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(SystemExit):
+        example.parse_args(["--export"])
+    message = capsys.readouterr().err
+    assert f"--export on the {keras.backend.backend()} backend needs" in message
+    assert 'pip install "keras-din[' in message
 
 
 def check_plot(path, din):

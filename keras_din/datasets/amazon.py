@@ -77,21 +77,21 @@ def load_amazon(
         them. Products, categories and users are numbered from 1 in the
         sorted order of their names; category 0 is padding only.
 
-    Example:
+    Examples:
 
-    >>> import json, os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "reviews.json")
-    >>> with open(path, "w") as reviews:
-    ...     for user, product, time in [("A", "p1", 1), ("A", "p2", 2),
-    ...                                 ("A", "p3", 3), ("B", "p4", 1)]:
-    ...         review = {"reviewerID": user, "asin": product,
-    ...                   "unixReviewTime": time}
-    ...         print(json.dumps(review), file=reviews)
-    >>> (x_train, y_train), (x_test, y_test) = load_amazon(path)
-    >>> x_train["candidate"][:, 0], y_train
-    (array([2, 4], dtype=int32), array([1., 0.], dtype=float32))
-    >>> x_test["history"][0, :3]
-    array([1, 2, 0], dtype=int32)
+        >>> import json, os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "reviews.json")
+        >>> with open(path, "w") as reviews:
+        ...     for user, product, time in [("A", "p1", 1), ("A", "p2", 2),
+        ...                                 ("A", "p3", 3), ("B", "p4", 1)]:
+        ...         review = {"reviewerID": user, "asin": product,
+        ...                   "unixReviewTime": time}
+        ...         print(json.dumps(review), file=reviews)
+        >>> (x_train, y_train), (x_test, y_test) = load_amazon(path)
+        >>> x_train["candidate"][:, 0], y_train
+        (array([2, 4], dtype=int32), array([1., 0.], dtype=float32))
+        >>> x_test["history"][0, :3]
+        array([1, 2, 0], dtype=int32)
 
     Raises:
         FileNotFoundError: if the reviews file or a given metadata file is

@@ -128,24 +128,24 @@ def load_movielens(
         original ids, genres `1..num_genres` alphabetically, users keep their
         ids.
 
-    Example:
+    Examples:
 
-    A user who rated three movies gives one training target (its second
-    movie) and one test target (its last), each a positive and a negative
-    sample:
+        A user who rated three movies gives one training target (its second
+        movie) and one test target (its last), each a positive and a negative
+        sample:
 
-    >>> import os, tempfile
-    >>> folder = tempfile.mkdtemp()
-    >>> with open(os.path.join(folder, "ratings.dat"), "w") as ratings:
-    ...     for line in ["1::10::5::100", "1::20::4::200", "1::30::3::300",
-    ...                  "2::40::5::100"]:
-    ...         print(line, file=ratings)
-    >>> (x_train, y_train), (x_test, y_test) = load_movielens(folder)
-    >>> x_train["candidate"][:, 0], x_train["history"][:, :2], y_train
-    (array([2, 4], dtype=int32), array([[1, 0],
-           [1, 0]], dtype=int32), array([1., 0.], dtype=float32))
-    >>> x_test["history"][0, :3]
-    array([1, 2, 0], dtype=int32)
+        >>> import os, tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> with open(os.path.join(folder, "ratings.dat"), "w") as ratings:
+        ...     for line in ["1::10::5::100", "1::20::4::200", "1::30::3::300",
+        ...                  "2::40::5::100"]:
+        ...         print(line, file=ratings)
+        >>> (x_train, y_train), (x_test, y_test) = load_movielens(folder)
+        >>> x_train["candidate"][:, 0], x_train["history"][:, :2], y_train
+        (array([2, 4], dtype=int32), array([[1, 0],
+               [1, 0]], dtype=int32), array([1., 0.], dtype=float32))
+        >>> x_test["history"][0, :3]
+        array([1, 2, 0], dtype=int32)
 
     Raises:
         FileNotFoundError: if no ratings file is found.

@@ -58,11 +58,11 @@ def load_synthetic(
         DIEN's auxiliary loss), `"candidate"` and `"candidate_category"`
         `(N, 1)`; and `y_*` holds the float32 click labels `(N,)`.
 
-    Example:
+    Examples:
 
-    >>> (x_train, y_train), (x_test, y_test) = load_synthetic(num_users=10)
-    >>> x_train["history"].shape, y_train.shape
-    ((150, 20), (150,))
+        >>> (x_train, y_train), (x_test, y_test) = load_synthetic(num_users=10)
+        >>> x_train["history"].shape, y_train.shape
+        ((150, 20), (150,))
     """
     check_max_history(max_history)
     if max_history < 4:

@@ -80,18 +80,18 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
         skip_block_size: `None` until the layer is built, and after it where
             every history position is computed; else the size `P` of the
             blocks of consecutive positions that are gathered when they hold
-            a valid one (the rest is left out); see the README for when
-            padding is skipped.
+            a valid one (the rest is left out); see the guide "DIN layers
+            in your own model" for when padding is skipped.
 
-    Example:
+    Examples:
 
-    >>> import numpy as np
-    >>> layer = AttentionSequencePoolingLayer(weight_normalization=True)
-    >>> query = np.random.rand(2, 1, 4).astype("float32")
-    >>> keys = np.random.rand(2, 5, 4).astype("float32")
-    >>> keys_length = np.array([[3], [0]])
-    >>> tuple(layer([query, keys, keys_length]).shape)
-    (2, 1, 4)
+        >>> import numpy as np
+        >>> layer = AttentionSequencePoolingLayer(weight_normalization=True)
+        >>> query = np.random.rand(2, 1, 4).astype("float32")
+        >>> keys = np.random.rand(2, 5, 4).astype("float32")
+        >>> keys_length = np.array([[3], [0]])
+        >>> tuple(layer([query, keys, keys_length]).shape)
+        (2, 1, 4)
 
     References:
         - [Zhou et al., 2018](https://arxiv.org/abs/1706.06978), Deep Interest

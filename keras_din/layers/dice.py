@@ -42,12 +42,12 @@ class Dice(keras.layers.Layer):
     Weights:
         `[alpha, moving_mean, moving_variance]`, each of shape `(channels,)`.
 
-    Example:
+    Examples:
 
-    >>> import numpy as np
-    >>> dice = Dice()
-    >>> tuple(dice(np.ones((4, 8), "float32")).shape)
-    (4, 8)
+        >>> import numpy as np
+        >>> dice = Dice()
+        >>> tuple(dice(np.ones((4, 8), "float32")).shape)
+        (4, 8)
 
     References:
         - [Zhou et al., 2018](https://arxiv.org/abs/1706.06978), section 4.3.

@@ -73,14 +73,14 @@ class InterestEvolution(keras.layers.Layer):
         `[kernel (E, 3H), recurrent_kernel (H, 3H), bias (3H,),
         recurrent_bias (3H,)]`, then the activation unit's.
 
-    Example:
+    Examples:
 
-    >>> import numpy as np
-    >>> evolution = InterestEvolution(gru_type="AUGRU")
-    >>> query = np.random.rand(2, 1, 4).astype("float32")
-    >>> interests = np.random.rand(2, 5, 4).astype("float32")
-    >>> tuple(evolution([query, interests, np.array([3, 5])]).shape)
-    (2, 1, 4)
+        >>> import numpy as np
+        >>> evolution = InterestEvolution(gru_type="AUGRU")
+        >>> query = np.random.rand(2, 1, 4).astype("float32")
+        >>> interests = np.random.rand(2, 5, 4).astype("float32")
+        >>> tuple(evolution([query, interests, np.array([3, 5])]).shape)
+        (2, 1, 4)
 
     References:
         - [Zhou et al., 2019](https://arxiv.org/abs/1809.03672), Deep Interest

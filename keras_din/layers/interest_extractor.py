@@ -67,16 +67,16 @@ class InterestExtractor(keras.layers.Layer):
         recurrent_bias (3H,)]`, gates in the order `[reset, update,
         candidate]`; then the auxiliary MLP's kernels and biases.
 
-    Example:
+    Examples:
 
-    >>> import numpy as np
-    >>> extractor = InterestExtractor(units=6)
-    >>> keys = np.random.rand(2, 5, 4).astype("float32")
-    >>> states = extractor([keys, np.array([3, 0])])  # lengths 3 and 0
-    >>> tuple(states.shape)
-    (2, 5, 6)
-    >>> float(np.abs(keras.ops.convert_to_numpy(states)[1]).max())
-    0.0
+        >>> import numpy as np
+        >>> extractor = InterestExtractor(units=6)
+        >>> keys = np.random.rand(2, 5, 4).astype("float32")
+        >>> states = extractor([keys, np.array([3, 0])])  # lengths 3 and 0
+        >>> tuple(states.shape)
+        (2, 5, 6)
+        >>> float(np.abs(keras.ops.convert_to_numpy(states)[1]).max())
+        0.0
 
     References:
         - [Zhou et al., 2019](https://arxiv.org/abs/1809.03672), Deep Interest

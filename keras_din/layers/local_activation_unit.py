@@ -32,8 +32,9 @@ class LocalActivationUnit(keras.layers.Layer):
         score_t = h_L @ w_o + b_o
 
     The weights are laid out as in DeepCTR, so its trained weights load with
-    `set_weights` (see the README). The concatenation itself is never built
-    (see the README's performance notes); the results are the same.
+    `set_weights` (see the guide "Coming from DeepCTR"). The concatenation
+    itself is never built (see the performance notes of the docs); the
+    results are the same.
 
     Args:
         hidden_units: sequence of positive ints. Widths of the hidden layers.
@@ -77,14 +78,14 @@ class LocalActivationUnit(keras.layers.Layer):
         weights, if it has any (`alpha`, moving mean and variance for Dice;
         `alpha` for PReLU).
 
-    Example:
+    Examples:
 
-    >>> import numpy as np
-    >>> unit = LocalActivationUnit(hidden_units=(16, 8))
-    >>> query = np.random.rand(2, 1, 4).astype("float32")
-    >>> keys = np.random.rand(2, 5, 4).astype("float32")
-    >>> tuple(unit([query, keys]).shape)
-    (2, 5, 1)
+        >>> import numpy as np
+        >>> unit = LocalActivationUnit(hidden_units=(16, 8))
+        >>> query = np.random.rand(2, 1, 4).astype("float32")
+        >>> keys = np.random.rand(2, 5, 4).astype("float32")
+        >>> tuple(unit([query, keys]).shape)
+        (2, 5, 1)
 
     References:
         - [Zhou et al., 2018](https://arxiv.org/abs/1706.06978), Deep Interest

@@ -50,14 +50,14 @@ class MiniBatchAwareEmbedding(keras.layers.Layer):
         The embeddings, of shape `inputs.shape + (output_dim,)`; for a list,
         the list of each input's embeddings (each with its mask).
 
-    Example:
+    Examples:
 
-    >>> import numpy as np
-    >>> counts = np.bincount([1, 1, 2, 3, 3, 3], minlength=5)
-    >>> layer = MiniBatchAwareEmbedding(
-    ...     5, 4, frequencies=counts, l2=1e-3, mask_zero=True)
-    >>> tuple(layer(np.array([[1, 3, 0]]), training=True).shape)
-    (1, 3, 4)
+        >>> import numpy as np
+        >>> counts = np.bincount([1, 1, 2, 3, 3, 3], minlength=5)
+        >>> layer = MiniBatchAwareEmbedding(
+        ...     5, 4, frequencies=counts, l2=1e-3, mask_zero=True)
+        >>> tuple(layer(np.array([[1, 3, 0]]), training=True).shape)
+        (1, 3, 4)
 
     References:
         - [Zhou et al., 2018](https://arxiv.org/abs/1706.06978), section 4.2.

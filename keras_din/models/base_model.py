@@ -34,16 +34,16 @@ def BaseModel(
         arrays keyed by input name and returns `(B, C)` click
         probabilities.
 
-    Example:
+    Examples:
 
-    >>> import numpy as np
-    >>> from keras_din.models import BehaviorSequence, Feature
-    >>> model = BaseModel(
-    ...     [Feature("item", 1000)],
-    ...     [BehaviorSequence("history", {"items": "item"}, max_length=20)])
-    >>> x = {"item": np.array([7, 8]), "items": np.zeros((2, 20), "int32")}
-    >>> model.predict(x, verbose=0).shape
-    (2, 1)
+        >>> import numpy as np
+        >>> from keras_din.models import BehaviorSequence, Feature
+        >>> model = BaseModel(
+        ...     [Feature("item", 1000)],
+        ...     [BehaviorSequence("history", {"items": "item"}, max_length=20)])
+        >>> x = {"item": np.array([7, 8]), "items": np.zeros((2, 20), "int32")}
+        >>> model.predict(x, verbose=0).shape
+        (2, 1)
 
     References:
         - [Zhou et al., 2018](https://arxiv.org/abs/1706.06978), section 4.1.

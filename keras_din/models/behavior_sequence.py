@@ -40,14 +40,14 @@ class BehaviorSequence:
             item the user did not take next (negative sampling). Other
             models ignore it. Defaults to `None`.
 
-    Example:
+    Examples:
 
-    >>> BehaviorSequence(
-    ...     "clicks",
-    ...     {"clicked_items": "item", "clicked_categories": "category"},
-    ...     max_length=50,
-    ... ).max_length
-    50
+        >>> BehaviorSequence(
+        ...     "clicks",
+        ...     {"clicked_items": "item", "clicked_categories": "category"},
+        ...     max_length=50,
+        ... ).max_length
+        50
     """
 
     name: str

@@ -50,8 +50,8 @@ def DIEN(
             the states stay within `[-1, 1]`. `False` feeds the raw scores
             (DeepCTR's default), unbounded: the states can grow and training
             can diverge (as it did on MovieLens with the Dice defaults).
-        dnn_hidden_units, dnn_activation, dnn_dropout, embedding_l2,
-            frequencies: As in `DIN`.
+        dnn_hidden_units, dnn_activation, dnn_dropout: As in `DIN`.
+        embedding_l2, frequencies: As in `DIN`.
         name: str. The model's name. Defaults to `"dien"`.
 
     Returns:
@@ -59,15 +59,15 @@ def DIEN(
         arrays keyed by input name and returns `(B, C)` click
         probabilities.
 
-    Example:
+    Examples:
 
-    >>> from keras_din.models import BehaviorSequence, Feature
-    >>> clicks = BehaviorSequence(
-    ...     "clicks", {"items": "item"}, max_length=20,
-    ...     negatives={"items": "negative_items"})
-    >>> model = DIEN([Feature("item", 1000)], [clicks])
-    >>> sorted(model.input)
-    ['item', 'items', 'negative_items']
+        >>> from keras_din.models import BehaviorSequence, Feature
+        >>> clicks = BehaviorSequence(
+        ...     "clicks", {"items": "item"}, max_length=20,
+        ...     negatives={"items": "negative_items"})
+        >>> model = DIEN([Feature("item", 1000)], [clicks])
+        >>> sorted(model.input)
+        ['item', 'items', 'negative_items']
 
     References:
         - [Zhou et al., 2019](https://arxiv.org/abs/1809.03672), Deep Interest

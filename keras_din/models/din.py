@@ -61,16 +61,16 @@ def DIN(
         arrays keyed by input name and returns `(B, C)` click
         probabilities.
 
-    Example:
+    Examples:
 
-    >>> from keras_din.models import BehaviorSequence, Feature
-    >>> model = DIN(
-    ...     [Feature("item", 1000), Feature("category", 50)],
-    ...     [BehaviorSequence(
-    ...         "history", {"items": "item", "categories": "category"},
-    ...         max_length=20)])
-    >>> sorted(model.input)
-    ['categories', 'category', 'item', 'items']
+        >>> from keras_din.models import BehaviorSequence, Feature
+        >>> model = DIN(
+        ...     [Feature("item", 1000), Feature("category", 50)],
+        ...     [BehaviorSequence(
+        ...         "history", {"items": "item", "categories": "category"},
+        ...         max_length=20)])
+        >>> sorted(model.input)
+        ['categories', 'category', 'item', 'items']
 
     References:
         - [Zhou et al., 2018](https://arxiv.org/abs/1706.06978), Deep Interest

@@ -28,10 +28,10 @@ class Feature:
         embedding_dim: int. The width of the feature's embeddings.
             Defaults to `8`.
 
-    Example:
+    Examples:
 
-    >>> Feature("item", vocabulary_size=1000, embedding_dim=16)
-    Feature(name='item', vocabulary_size=1000, embedding_dim=16)
+        >>> Feature("item", vocabulary_size=1000, embedding_dim=16)
+        Feature(name='item', vocabulary_size=1000, embedding_dim=16)
     """
 
     name: str

@@ -30,18 +30,18 @@ class FeatureModel(keras.Model):
             checked).
         **kwargs: `keras.Model` keyword arguments, such as `trainable`.
 
-    Example:
+    Examples:
 
-    >>> import numpy as np
-    >>> from keras_din.models import DIN, BehaviorSequence, Feature
-    >>> model = DIN(
-    ...     [Feature("item", 100)],
-    ...     [BehaviorSequence("history", {"items": "item"}, max_length=3)])
-    >>> model.predict({"item": np.array([5]), "items": np.array([[1, 2, 100]])})
-    Traceback (most recent call last):
-      ...
-    ValueError: Input 'items' of `x` holds ids outside its vocabulary [0, 100): id 100
-    at index (0, 2)
+        >>> import numpy as np
+        >>> from keras_din.models import DIN, BehaviorSequence, Feature
+        >>> model = DIN(
+        ...     [Feature("item", 100)],
+        ...     [BehaviorSequence("history", {"items": "item"}, max_length=3)])
+        >>> model.predict({"item": np.array([5]), "items": np.array([[1, 2, 100]])})
+        Traceback (most recent call last):
+          ...
+        ValueError: Input 'items' of `x` holds ids outside its vocabulary
+        [0, 100): id 100 at index (0, 2)
     """
 
     def __init__(self, inputs, outputs, name=None, *, vocabulary_sizes=None, **kwargs):

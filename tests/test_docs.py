@@ -1,0 +1,174 @@
+"""The README and the docs: every Python block runs and does what the text
+says, on every backend; every command names a script, flag and tox
+environment that exist; every relative link of the README resolves.
+
+The blocks of one page run in order, in one namespace, in a fresh folder,
+as a reader would paste them. A block that cannot run here starts with
+`NOT_RUN` and says why; such blocks are the exception.
+"""
+
+import configparser
+import re
+import shlex
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import keras_din
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ["README.md"] + sorted(
+    str(path.relative_to(ROOT)) for path in (ROOT / "docs").rglob("*.md")
+)
+NOT_RUN = "# Not run by the tests:"
+MOST_BLOCKS_NOT_RUN = 2
+
+
+def blocks(page, language):
+    text = (ROOT / page).read_text()
+    return re.findall(rf"^```{language}\n(.*?)^```$", text, flags=re.S | re.M)
+
+
+def run_page(page, tmp_path, monkeypatch):
+    """Runs the page's Python blocks; returns their namespace."""
+    monkeypatch.chdir(tmp_path)
+    keras.utils.set_random_seed(0)
+    namespace = {"__name__": "__docs__"}
+    with warnings.catch_warnings():
+        # Keras warns, e.g., when a layer drops a mask: no example may.
+        warnings.simplefilter("error", UserWarning)
+        for number, block in enumerate(blocks(page, "python")):
+            if not block.startswith(NOT_RUN):
+                exec(compile(block, f"{page}, block {number}", "exec"), namespace)
+    return namespace
+
+
+def check_quickstart(namespace):
+    """The ten-line DIN learns: two epochs reach an AUC well above 0.5."""
+    model, x_test = namespace["model"], namespace["x_test"]
+    assert isinstance(model, keras_din.models.FeatureModel)
+    scores = model.predict({k: x_test[k] for k in model.input}, verbose=0)
+    assert keras_din.metrics.auc(namespace["y_test"], scores[:, 0]) > 0.6
+
+
+def check_getting_started(namespace):
+    # The DIN model's test scores, then the functional model (the page's
+    # last), trained on a batch with empty histories.
+    assert keras_din.metrics.auc(namespace["y_test"], namespace["scores"]) > 0.6
+    inputs = [namespace["candidates"], namespace["histories"]]
+    assert np.all(np.isfinite(namespace["model"].predict(inputs, verbose=0)))
+
+
+def check_feature_specs(namespace):
+    din, dien, ranker = (namespace[name] for name in ("din", "dien", "ranker"))
+    assert "clicks_length" in din.input and "negative_items" not in din.input
+    assert {"negative_items", "negative_categories"} <= set(dien.input)
+    assert tuple(ranker.input["item"].shape) == (None, 5)
+    assert namespace["scores"].shape == (32, 5)
+    assert namespace["base"].get_layer("buys_sum_pooling") is not None
+
+
+def check_dien(namespace):
+    assert np.all(np.isfinite(namespace["dien"].predict(namespace["data"], verbose=0)))
+
+
+CHECKS = {
+    "README.md": check_quickstart,
+    "docs/getting-started.md": check_getting_started,
+    "docs/guides/feature-specs.md": check_feature_specs,
+    "docs/guides/dien.md": check_dien,
+}
+RUNNABLE = [
+    page
+    for page in PAGES
+    if any(not b.startswith(NOT_RUN) for b in blocks(page, "python"))
+]
+
+
+@pytest.mark.parametrize("page", RUNNABLE)
+def test_python_blocks_run(page, tmp_path, monkeypatch):
+    namespace = run_page(page, tmp_path, monkeypatch)
+    if page in CHECKS:
+        CHECKS[page](namespace)
+
+
+def test_pages_with_checks_have_blocks():
+    assert set(CHECKS) <= set(RUNNABLE)
+
+
+def test_readme_starts_with_the_two_commands_and_a_ten_line_example():
+    (commands, *_) = blocks("README.md", "bash")
+    lines = commands.strip().splitlines()
+    assert len(lines) == 2
+    assert "examples/train_din.py" in lines[0] and lines[1].endswith("tox")
+    (first, *_) = blocks("README.md", "python")
+    assert len([line for line in first.splitlines() if line.strip()]) <= 10
+    assert (ROOT / "README.md").read_text().count("\n") <= 200
+
+
+def test_blocks_not_run_are_few_and_say_why():
+    skipped = [
+        (page, block.splitlines()[0])
+        for page in PAGES
+        for block in blocks(page, "python")
+        if block.startswith(NOT_RUN)
+    ]
+    assert len(skipped) <= MOST_BLOCKS_NOT_RUN, skipped
+    for page, line in skipped:
+        assert len(line) > len(NOT_RUN) + 10, (page, line)
+
+
+def commands():
+    """`(page, words)` of every shell command of the pages, continuation
+    lines joined and comments dropped."""
+    for page in PAGES + ["CONTRIBUTING.md"]:
+        for block in blocks(page, "bash"):
+            command = ""
+            for line in block.replace("\\\n", " ").splitlines():
+                command += line + "\n"
+                try:
+                    words = shlex.split(command, comments=True)
+                except ValueError:  # a quotation that goes on
+                    continue
+                command = ""
+                if words:
+                    yield page, words
+
+
+def test_commands_name_scripts_flags_and_tox_environments_that_exist():
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(ROOT / "tox.ini")
+    env_list = tox["tox"]["env_list"].replace(",", " ").split()
+    environments = set(env_list) | {
+        section.split(":", 1)[1] for section in tox.sections() if ":" in section
+    }
+    environments |= {
+        f"bench-gpu-{backend}" for backend in ("tensorflow", "torch", "jax")
+    }
+    seen = 0
+    for page, words in commands():
+        for i, word in enumerate(words):
+            if word.endswith(".py") and "/" in word and not word.startswith("-"):
+                script = ROOT / word
+                assert script.is_file(), (page, word)
+                source = script.read_text()
+                flags = [w.split("=")[0] for w in words[i + 1 :] if w.startswith("--")]
+                for flag in flags:
+                    assert f'"{flag}"' in source, (page, word, flag)
+                seen += 1
+            if word == "-e" and "tox" in words[max(0, i - 1)]:
+                name = words[i + 1]
+                assert name in environments, (page, name)
+    assert seen >= 10
+
+
+def test_readme_links_resolve():
+    text = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)]+)\)", text)
+    assert targets
+    for target in targets:
+        if not target.startswith(("http://", "https://", "#")):
+            assert (ROOT / target.split("#")[0]).exists(), target
