@@ -24,8 +24,8 @@ def _as_vectors(labels, scores):
         if not_binary.any():
             raise ValueError(
                 "`labels` must be 0 or 1 (or booleans). "
-                f"Received: {int(not_binary.sum())} other values of {labels.size}, "
-                f"such as {labels[not_binary][0]!r}"
+                f"Received: {int(not_binary.sum())} of {labels.size} labels are "
+                f"neither, such as {labels[not_binary][0].item()!r}"
             )
     return labels.astype(bool), scores
 

@@ -88,7 +88,8 @@ def test_nan_or_infinite_scores_are_rejected(bad):
 
 def test_labels_other_than_zero_and_one_are_rejected():
     with pytest.raises(
-        ValueError, match="`labels` must be 0 or 1.*1 other values of 4"
+        ValueError,
+        match="`labels` must be 0 or 1.*1 of 4 labels are neither, such as 2$",
     ):
         metrics.auc([0, 1, 2, 0], [0.1, 0.9, 0.4, 0.6])
     with pytest.raises(ValueError, match="`labels` must be 0 or 1"):

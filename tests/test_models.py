@@ -456,7 +456,7 @@ def test_spec_errors_name_the_spec_argument_expected_and_received(build, message
 @pytest.mark.parametrize(
     "change, error, message",
     [
-        (lambda x: x.pop("bought_items"), ValueError, "Missing: \\['bought_items'\\]"),
+        (lambda x: x.pop("bought_items"), ValueError, "Missing: \\['bought_items'\\]$"),
         (
             lambda x: x.update(users=x["user"]),
             ValueError,

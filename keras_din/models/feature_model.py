@@ -109,9 +109,11 @@ def check_feature_arrays(x, inputs, vocabulary_sizes, argument, every_input=True
     missing = [name for name in needed if name not in x]
     extra = [name for name in x if name not in inputs] if every_input else []
     if missing or extra:
+        found = [f"Missing: {missing}"] if missing else []
+        found += [f"not inputs of the model: {extra}"] if extra else []
         raise ValueError(
             f"`{argument}` must hold one array per input of the model: "
-            f"{needed}. Missing: {missing}; not inputs of the model: {extra}"
+            f"{needed}. {'; '.join(found)}"
         )
     batch = None
     checked = {}
