@@ -7,6 +7,8 @@ import zlib
 
 import numpy as np
 
+from keras_din.datasets.user_histories import UserHistories
+
 SAMPLE_KEYS = (
     "user",
     "history",
@@ -118,6 +120,7 @@ def sequences_to_samples(
     seed,
     source,
     test_targets=1,
+    layout="samples",
 ):
     """Leave-last-out samples with one sampled negative per positive.
 
@@ -131,9 +134,12 @@ def sequences_to_samples(
     each step of a user's sequence with one more such item (drawn once per
     user and step, so that a step has the same negative in every sample),
     for DIEN's auxiliary loss. A `ValueError` naming
-    `source` (the data file) says when no user has two items.
+    `source` (the data file) says when no user has two items. With
+    `layout="users"` the samples refer to their user's sequence, stored once
+    in a `UserHistories` returned third (see `check_layout`).
     """
     check_max_history(max_history)
+    check_layout(layout)
     if (
         not isinstance(test_targets, int)
         or isinstance(test_targets, bool)
@@ -148,6 +154,7 @@ def sequences_to_samples(
     item_categories = np.asarray(item_categories, dtype="int32")
     num_items = item_categories.shape[0] - 1
     splits = {"train": [], "test": []}
+    stored = []  # (user, items, step negatives) of the users with samples
     for user, items in sequences:
         items = np.asarray(items, dtype=np.int64)
         if items.size < 2:
@@ -159,12 +166,16 @@ def sequences_to_samples(
         seen = set(items.tolist())
         negatives = sample_negatives(rng, targets.size, num_items, seen)
         step_negatives = sample_negatives(history_rng, items.size, num_items, seen)
+        stored.append((user, items, step_negatives))
         for index, (target, negative) in enumerate(
             zip(targets, negatives, strict=True)
         ):
             split = "test" if index >= targets.size - test_targets else "train"
-            steps = slice(max(0, target - max_history), target)
-            history = (items[steps], step_negatives[steps])
+            if layout == "users":
+                history = target  # the number of behaviours before it
+            else:
+                steps = slice(max(0, target - max_history), target)
+                history = (items[steps], step_negatives[steps])
             splits[split].append((user, history, items[target], 1.0))
             splits[split].append((user, history, negative, 0.0))
     if not splits["test"]:
@@ -172,6 +183,11 @@ def sequences_to_samples(
             f"{source}: no samples, since no user has two or more interactions "
             "(a user's last one is the test target, the earlier ones the "
             "training targets and histories)"
+        )
+    if layout == "users":
+        return (
+            *(_to_user_arrays(splits[s], item_categories) for s in ("train", "test")),
+            user_histories(stored, item_categories, max_history),
         )
     return tuple(
         _to_arrays(rows, item_categories, max_history)
@@ -191,6 +207,41 @@ def _to_arrays(rows, item_categories, max_history):
         item_categories,
     )
     return x, np.array([row[3] for row in rows], dtype="float32")
+
+
+def _to_user_arrays(rows, item_categories):
+    candidate = np.array([row[2] for row in rows], dtype="int32").reshape(-1, 1)
+    x = {
+        "user": np.array([row[0] for row in rows], dtype="int32"),
+        "history_end": np.array([row[1] for row in rows], dtype="int32"),
+        "candidate": candidate,
+        "candidate_category": item_categories[candidate],
+    }
+    return x, np.array([row[3] for row in rows], dtype="float32")
+
+
+def user_histories(stored, item_categories, max_length):
+    """A `UserHistories` of `(user, items, step negatives)` triples."""
+    stored = sorted(stored, key=lambda entry: entry[0])
+    lengths = [len(items) for _, items, _ in stored]
+    empty = np.zeros((0,), "int32")
+    return UserHistories(
+        users=np.array([user for user, _, _ in stored], dtype=np.int64),
+        offsets=np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]),
+        items=np.concatenate([items for _, items, _ in stored] or [empty]),
+        negative_items=np.concatenate([neg for _, _, neg in stored] or [empty]),
+        item_categories=item_categories,
+        max_length=max_length,
+    )
+
+
+def check_layout(layout):
+    """`layout="samples"` (a history per sample) or `"users"` (a sequence per
+    user, in a `UserHistories`, the samples referring to it)."""
+    if layout not in ("samples", "users"):
+        raise ValueError(
+            f"`layout` must be 'samples' or 'users'. Received: layout={layout!r}"
+        )
 
 
 def samples_dict(user, history, negative_history, candidate, item_categories):

@@ -28,6 +28,7 @@ def load_amazon(
     max_samples_per_user=None,
     test_targets_per_user=1,
     seed=0,
+    layout="samples",
 ):
     """Loads Amazon reviews (the DIN paper's Electronics set) as DIN samples.
 
@@ -71,10 +72,19 @@ def load_amazon(
             test targets (a user with fewer targets has only test ones).
             Defaults to `1`.
         seed: int. Seed of the negative sampling. Defaults to `0`.
+        layout: `"samples"` or `"users"`. Where the histories are: in every
+            sample (`"samples"`, `(N, max_history)` ids for each of the four
+            history arrays), or stored once per user in a
+            `keras_din.datasets.UserHistories` returned third (`"users"`),
+            the samples holding `"history_end"` instead (the number of the
+            user's behaviours before the target); `UserHistories.expand`
+            and `keras_din.datasets.HistoryBatches` give the same arrays.
+            Defaults to `"samples"`.
 
     Returns:
         `(x_train, y_train), (x_test, y_test)` as `load_synthetic` returns
-        them. Products, categories and users are numbered from 1 in the
+        them (with `layout="users"`, and the `UserHistories` third).
+        Products, categories and users are numbered from 1 in the
         sorted order of their names; category 0 is padding only.
 
     Examples:
@@ -147,6 +157,7 @@ def load_amazon(
         seed,
         source=path,
         test_targets=test_targets_per_user,
+        layout=layout,
     )
 
 

@@ -85,6 +85,7 @@ def load_movielens(
     max_samples_per_user=None,
     test_targets_per_user=1,
     seed=0,
+    layout="samples",
 ):
     """Loads MovieLens ratings as leave-last-out DIN samples.
 
@@ -121,10 +122,19 @@ def load_movielens(
             test targets (a user with fewer targets has only test ones).
             More than one makes GAUC steadier on small data. Defaults to `1`.
         seed: int. Seed of the negative sampling. Defaults to `0`.
+        layout: `"samples"` or `"users"`. Where the histories are: in every
+            sample (`"samples"`, `(N, max_history)` ids for each of the four
+            history arrays), or stored once per user in a
+            `keras_din.datasets.UserHistories` returned third (`"users"`),
+            the samples holding `"history_end"` instead (the number of the
+            user's behaviours before the target); `UserHistories.expand`
+            and `keras_din.datasets.HistoryBatches` give the same arrays.
+            Defaults to `"samples"`.
 
     Returns:
         `(x_train, y_train), (x_test, y_test)` as `load_synthetic` returns
-        them. Movie ids are renumbered `1..num_movies` in order of their
+        them (with `layout="users"`, and the `UserHistories` third).
+        Movie ids are renumbered `1..num_movies` in order of their
         original ids, genres `1..num_genres` alphabetically, users keep their
         ids.
 
@@ -154,12 +164,12 @@ def load_movielens(
             data, an empty file, or one where no user has two ratings.
     """
     ratings_path = _ratings_path(path)
-    layout = _layout_of(ratings_path)
-    user_items = _read_ratings(ratings_path, layout)
+    release = _layout_of(ratings_path)
+    user_items = _read_ratings(ratings_path, release)
     movies = sorted({movie for items in user_items.values() for _, movie in items})
     movie_index = {movie: index for index, movie in enumerate(movies, start=1)}
     folder = os.path.dirname(ratings_path)
-    genres = _first_genres(os.path.join(folder, layout.movies), layout)
+    genres = _first_genres(os.path.join(folder, release.movies), release)
     names = sorted({genres.get(movie, "") for movie in movies})
     genre_index = {name: index for index, name in enumerate(names, start=1)}
     item_categories = np.zeros(len(movies) + 1, dtype="int32")
@@ -178,6 +188,7 @@ def load_movielens(
         seed,
         source=ratings_path,
         test_targets=test_targets_per_user,
+        layout=layout,
     )
 
 

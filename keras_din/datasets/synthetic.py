@@ -2,11 +2,13 @@
 
 import numpy as np
 
+from keras_din.datasets._samples import check_layout
 from keras_din.datasets._samples import check_max_history
 from keras_din.datasets._samples import negative_stream
 from keras_din.datasets._samples import pad_histories
 from keras_din.datasets._samples import sample_negatives
 from keras_din.datasets._samples import samples_dict
+from keras_din.datasets._samples import user_histories
 
 
 def load_synthetic(
@@ -17,6 +19,7 @@ def load_synthetic(
     impressions_per_user=20,
     test_fraction=0.25,
     seed=0,
+    layout="samples",
 ):
     """Generates user histories and clicks that DIN's attention can exploit.
 
@@ -48,6 +51,12 @@ def load_synthetic(
         test_fraction: float. Share of each user's impressions held out for
             testing. Defaults to `0.25`.
         seed: int. Seed of the generator. Defaults to `0`.
+        layout: `"samples"` or `"users"`. Where the histories are: in every
+            sample (`"samples"`), or stored once per user in a
+            `keras_din.datasets.UserHistories` returned third (`"users"`),
+            the samples holding `"history_end"` instead of the four history
+            arrays; `UserHistories.expand` gives the same arrays. Defaults to
+            `"samples"`.
 
     Returns:
         `(x_train, y_train), (x_test, y_test)`, where `x_*` is a dict of
@@ -56,7 +65,10 @@ def load_synthetic(
         `"negative_history"` and `"negative_history_category"` (same shape:
         at each step of the history an item the user never touched, for
         DIEN's auxiliary loss), `"candidate"` and `"candidate_category"`
-        `(N, 1)`; and `y_*` holds the float32 click labels `(N,)`.
+        `(N, 1)`; and `y_*` holds the float32 click labels `(N,)`. With
+        `layout="users"`, `(x_train, y_train), (x_test, y_test), histories`:
+        `x_*` holds `"user"`, `"history_end"` `(N,)`, `"candidate"` and
+        `"candidate_category"`, and `histories` the sequences.
 
     Examples:
 
@@ -65,6 +77,7 @@ def load_synthetic(
         ((150, 20), (150,))
     """
     check_max_history(max_history)
+    check_layout(layout)
     if max_history < 4:
         raise ValueError(f"`max_history` must be at least 4. Received: {max_history}")
     if not 2 <= num_categories <= num_items:
@@ -97,6 +110,7 @@ def load_synthetic(
 
     history_rng = negative_stream(seed)
     users, histories, negative_histories, candidates = [], [], [], []
+    stored, matches = [], []
     for user in range(num_users):
         interests = rng.choice(
             np.arange(1, num_categories + 1), size=rng.integers(2, 5), replace=False
@@ -116,27 +130,46 @@ def load_synthetic(
             rng.integers(1, num_categories + 1, size=impressions_per_user),
         )
         users.extend([user] * impressions_per_user)
-        histories.extend([history] * impressions_per_user)
-        negative_histories.extend([negatives] * impressions_per_user)
-        candidates.append(items_of(candidate_categories))
+        candidate = items_of(candidate_categories)
+        candidates.append(candidate)
+        shared = item_category[history][None, :] == item_category[candidate][:, None]
+        matches.append(shared.sum(axis=1))
+        if layout == "users":
+            stored.append((user, history, negatives))
+        else:
+            histories.extend([history] * impressions_per_user)
+            negative_histories.extend([negatives] * impressions_per_user)
 
     users = np.array(users, dtype="int32")
-    x = samples_dict(
-        users,
-        pad_histories(histories, max_history),
-        pad_histories(negative_histories, max_history),
-        np.concatenate(candidates).reshape(-1, 1),
-        item_category,
-    )
-    matches = np.sum(x["history_category"] == x["candidate_category"], axis=1)
-    logits = -2.5 + 1.5 * np.minimum(matches, 3) + quality[x["candidate"][:, 0]]
+    candidate = np.concatenate(candidates).reshape(-1, 1).astype("int32")
+    if layout == "users":
+        lengths = np.array([len(history) for _, history, _ in stored], "int32")
+        x = {
+            "user": users,
+            "history_end": np.repeat(lengths, impressions_per_user),
+            "candidate": candidate,
+            "candidate_category": item_category[candidate],
+        }
+    else:
+        x = samples_dict(
+            users,
+            pad_histories(histories, max_history),
+            pad_histories(negative_histories, max_history),
+            candidate,
+            item_category,
+        )
+    matches = np.concatenate(matches)
+    logits = -2.5 + 1.5 * np.minimum(matches, 3) + quality[candidate[:, 0]]
     labels = (rng.random(users.size) < 1 / (1 + np.exp(-logits))).astype("float32")
 
     num_test = max(1, round(test_fraction * impressions_per_user))
     test = np.arange(users.size) % impressions_per_user >= (
         impressions_per_user - num_test
     )
-    return (
+    splits = (
         ({k: v[~test] for k, v in x.items()}, labels[~test]),
         ({k: v[test] for k, v in x.items()}, labels[test]),
     )
+    if layout == "users":
+        return (*splits, user_histories(stored, item_category, max_history))
+    return splits

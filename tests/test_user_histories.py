@@ -1,0 +1,260 @@
+"""Histories stored once per user (`layout="users"`): the same samples, the
+same batches and the same trained model as the materialised layout."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from keras_din import datasets
+from keras_din.models import DIN
+from keras_din.models import BehaviorSequence
+from keras_din.models import Feature
+
+HISTORY_KEYS = (
+    "history",
+    "history_category",
+    "negative_history",
+    "negative_history_category",
+)
+
+
+def long_ratings(folder, num_users=6, num_movies=40, seed=0):
+    """A MovieLens-1M ratings file with histories of 5 to 30 movies."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for user in range(1, num_users + 1):
+        movies = rng.choice(np.arange(1, num_movies + 1), rng.integers(5, 31), False)
+        for time, movie in enumerate(movies):
+            lines.append(f"{user * 7}::{movie}::4::{1000 + time}")
+    (folder / "ratings.dat").write_text("\n".join(lines) + "\n")
+    genres = "|".join(["Drama", "Comedy", "Action"])
+    movies = [f"{m}::Film {m}::{genres.split('|')[m % 3]}" for m in range(1, 41)]
+    (folder / "movies.dat").write_text("\n".join(movies) + "\n")
+    return folder
+
+
+def long_reviews(folder, num_users=5, seed=0):
+    rng = np.random.default_rng(seed)
+    path = folder / "reviews.json"
+    with path.open("w") as handle:
+        for user in range(num_users):
+            for time in range(int(rng.integers(3, 25))):
+                review = {
+                    "reviewerID": f"U{user}",
+                    "asin": f"P{int(rng.integers(0, 30))}",
+                    "unixReviewTime": time,
+                }
+                print(json.dumps(review), file=handle)
+    return path
+
+
+def reference_histories(histories, x, max_length):
+    """The four history arrays, one sample at a time, from the store's
+    arrays (NumPy loops, independent of `UserHistories.expand`)."""
+    out = {key: np.zeros((len(x["user"]), max_length), "int32") for key in HISTORY_KEYS}
+    for i, (user, end) in enumerate(zip(x["user"], x["history_end"], strict=True)):
+        row = list(histories.users).index(user)
+        start = histories.offsets[row]
+        kept = range(max(0, end - max_length), end)
+        for step, position in enumerate(kept):
+            item = histories.items[start + position]
+            negative = histories.negative_items[start + position]
+            out["history"][i, step] = item
+            out["history_category"][i, step] = histories.item_categories[item]
+            out["negative_history"][i, step] = negative
+            out["negative_history_category"][i, step] = histories.item_categories[
+                negative
+            ]
+    return out
+
+
+LOADERS = {
+    "synthetic": lambda tmp, **kw: datasets.load_synthetic(
+        num_users=30, max_history=12, seed=4, **kw
+    ),
+    "movielens": lambda tmp, **kw: datasets.load_movielens(
+        long_ratings(tmp), max_history=8, test_targets_per_user=2, seed=2, **kw
+    ),
+    "movielens capped": lambda tmp, **kw: datasets.load_movielens(
+        long_ratings(tmp), max_history=50, max_samples_per_user=3, **kw
+    ),
+    "amazon": lambda tmp, **kw: datasets.load_amazon(
+        long_reviews(tmp), max_history=6, seed=1, **kw
+    ),
+}
+
+
+@pytest.mark.parametrize("loader", sorted(LOADERS))
+def test_users_layout_gives_the_samples_of_the_samples_layout(tmp_path, loader):
+    splits = LOADERS[loader](tmp_path)
+    *user_splits, histories = LOADERS[loader](tmp_path, layout="users")
+    assert isinstance(histories, datasets.UserHistories)
+    for (x, y), (x_users, y_users) in zip(splits, user_splits, strict=True):
+        assert set(x_users) == {
+            "user",
+            "history_end",
+            "candidate",
+            "candidate_category",
+        }
+        assert all(value.dtype == np.int32 for value in x_users.values())
+        np.testing.assert_array_equal(y_users, y)
+        expanded = histories.expand(x_users)
+        assert set(expanded) == set(x) | {"history_end"}
+        for key in x:
+            np.testing.assert_array_equal(expanded[key], x[key], err_msg=key)
+        reference = reference_histories(histories, x_users, histories.max_length)
+        for key in HISTORY_KEYS:
+            np.testing.assert_array_equal(expanded[key], reference[key])
+    # Each user's sequence once: far less than a history per sample.
+    stored = histories.items.size
+    assert stored == sum(histories.lengths(histories.users))
+    assert stored < splits[0][0]["history"].size
+
+
+def test_expand_keeps_the_most_recent_behaviours_at_any_length():
+    histories = datasets.UserHistories(
+        users=[3, 5],
+        offsets=[0, 4, 4],  # user 5 has no behaviour
+        items=[1, 2, 3, 4],
+        negative_items=[5, 5, 6, 6],
+        item_categories=[0, 1, 1, 2, 2, 3, 4],
+        max_length=3,
+    )
+    x = {"user": np.array([3, 3, 3, 5]), "history_end": np.array([4, 2, 0, 0])}
+    for max_length in (1, 3, 6):
+        expanded = histories.expand(x, max_length)
+        reference = reference_histories(histories, x, max_length)
+        for key in HISTORY_KEYS:
+            np.testing.assert_array_equal(expanded[key], reference[key])
+    np.testing.assert_array_equal(
+        histories.expand(x)["history"], [[2, 3, 4], [1, 2, 0], [0, 0, 0], [0, 0, 0]]
+    )
+    np.testing.assert_array_equal(
+        histories.expand(x)["negative_history_category"][0], [3, 4, 4]
+    )
+    empty = histories.expand({"user": np.array([], int), "history_end": np.array([])})
+    assert empty["history"].shape == (0, 3)
+
+
+def test_bad_layouts_and_references_are_errors():
+    with pytest.raises(ValueError, match="`layout` must be 'samples' or 'users'"):
+        datasets.load_synthetic(num_users=5, layout="user")
+    histories = datasets.UserHistories([3], [0, 2], [1, 2], [3, 3], [0, 1, 1, 1], 4)
+    bad = [
+        ({"user": np.array([4]), "history_end": np.array([1])}, "user 4"),
+        ({"user": np.array([3]), "history_end": np.array([3])}, "history_end=3"),
+        ({"user": np.array([3]), "history_end": np.array([-1])}, "history_end=-1"),
+    ]
+    for x, message in bad:
+        with pytest.raises(ValueError, match=message):
+            histories.expand(x)
+    with pytest.raises(ValueError, match="`max_length` must be a positive int"):
+        histories.expand({"user": np.array([3]), "history_end": np.array([1])}, 0)
+    with pytest.raises(ValueError, match="`offsets` must have one entry more"):
+        datasets.UserHistories([3], [0, 3], [1, 2], [3, 3], [0, 1, 1, 1], 4)
+
+
+def test_batches_cover_the_samples_in_order_and_shuffled():
+    (x, y), _ = datasets.load_synthetic(num_users=12, seed=1)
+    (x_users, y_users), _, histories = datasets.load_synthetic(
+        num_users=12, seed=1, layout="users"
+    )
+    batches = datasets.HistoryBatches(x_users, y_users, histories, batch_size=50)
+    assert len(batches) == -(-len(y) // 50)
+    parts = [batches[i] for i in range(len(batches))]
+    for key in x:
+        np.testing.assert_array_equal(
+            np.concatenate([p[0][key] for p in parts]), x[key]
+        )
+    np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), y)
+
+    keys = ["candidate", "history"]
+    shuffled = datasets.HistoryBatches(
+        x_users, y_users, histories, batch_size=50, keys=keys, shuffle=True, seed=0
+    )
+    first_epoch = [shuffled[i] for i in range(len(shuffled))]
+    assert all(sorted(batch) == sorted(keys) for batch, _ in first_epoch)
+    rows = np.concatenate([batch["candidate"] for batch, _ in first_epoch])
+    assert not np.array_equal(rows, x["candidate"])  # a new order
+    # Every sample once, its history and label with it.
+    combined = np.concatenate(
+        [
+            np.concatenate([b["candidate"], b["history"], y_[:, None]], axis=1)
+            for b, y_ in first_epoch
+        ]
+    )
+    expected = np.concatenate([x["candidate"], x["history"], y[:, None]], axis=1)
+    assert sorted(map(tuple, combined.tolist())) == sorted(
+        map(tuple, expected.tolist())
+    )
+    shuffled.on_epoch_end()
+    assert not np.array_equal(
+        shuffled[0][0]["candidate"], first_epoch[0][0]["candidate"]
+    )
+
+    predict_batches = datasets.HistoryBatches(x_users, None, histories, keys=keys)
+    assert sorted(predict_batches[0]) == sorted(keys)
+
+
+def test_bad_batches_are_errors():
+    (x, y), _, histories = datasets.load_synthetic(num_users=4, layout="users")
+    with pytest.raises(ValueError, match="`keys` must name arrays.*'clicks'"):
+        datasets.HistoryBatches(x, y, histories, keys=["history", "clicks"])
+    with pytest.raises(ValueError, match="same number of samples"):
+        datasets.HistoryBatches(x, y[:-1], histories)
+    with pytest.raises(ValueError, match="`batch_size` must be a positive int"):
+        datasets.HistoryBatches(x, y, histories, batch_size=0)
+
+
+def din(max_length):
+    features = [Feature("candidate", 1001), Feature("candidate_category", 51)]
+    shares = {"history": "candidate", "history_category": "candidate_category"}
+    history = BehaviorSequence("history", shares, max_length=max_length)
+    return DIN(
+        features,
+        [history],
+        att_hidden_units=(8,),
+        dnn_hidden_units=(8,),
+        att_activation="sigmoid",
+        dnn_activation="relu",
+    )
+
+
+def test_model_trains_and_predicts_alike_on_both_layouts():
+    (x, y), (x_test, _) = datasets.load_synthetic(num_users=20, seed=2)
+    (x_users, y_users), (x_test_users, _), histories = datasets.load_synthetic(
+        num_users=20, seed=2, layout="users"
+    )
+    models = []
+    for stored_once in (False, True):
+        keras.utils.set_random_seed(0)
+        model = din(20)
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="binary_crossentropy")
+        keys = list(model.input)
+        if stored_once:
+            data = datasets.HistoryBatches(
+                x_users, y_users, histories, batch_size=64, keys=keys
+            )
+            # shuffle=False: Keras draws a PyDataset's batches in a new
+            # order every epoch by default.
+            model.fit(data, epochs=2, shuffle=False, verbose=0)
+            test = datasets.HistoryBatches(
+                x_test_users, None, histories, batch_size=64, keys=keys
+            )
+        else:
+            model.fit(
+                {k: x[k] for k in keys},
+                y,
+                batch_size=64,
+                epochs=2,
+                shuffle=False,
+                verbose=0,
+            )
+            test = {k: x_test[k] for k in keys}
+        models.append((model, model.predict(test, verbose=0)))
+    (first, first_scores), (second, second_scores) = models
+    for a, b in zip(first.get_weights(), second.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(first_scores, second_scores, rtol=1e-5, atol=1e-6)
