@@ -247,16 +247,14 @@ EXPORT_NEEDS = {
 }
 
 
-def missing_export_package():
-    """The hint to install what `--export` needs on this backend, or `None`."""
+def export_needs():
+    """What `--export` lacks on this backend, as `"onnx: pip install
+    ..."`, or `None` where it has all it needs."""
     modules, extra = EXPORT_NEEDS[keras.backend.backend()]
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
     if not missing:
         return None
-    return (
-        f"--export on the {keras.backend.backend()} backend needs "
-        f'{" and ".join(missing)}: pip install "keras-din[{extra}]"'
-    )
+    return f'{" and ".join(missing)}: pip install "keras-din[{extra}]"'
 
 
 def export(model, output, kind):
@@ -357,8 +355,10 @@ def parse_args(argv=None):
             import matplotlib  # noqa: F401
         except ImportError:
             parser.error("--plot needs matplotlib: pip install 'keras-din[plot]'")
-    if args.export and missing_export_package():
-        parser.error(missing_export_package())
+    if args.export and export_needs():
+        parser.error(
+            f"--export on the {keras.backend.backend()} backend needs {export_needs()}"
+        )
     return args
 
 
@@ -404,10 +404,10 @@ def main(argv=None):
             export_paths[kind] = export(model, args.output, kind)
     exportable = [kind.upper() for kind in args.models if kind != "base"]
     if exportable and not args.export:
-        needs = missing_export_package()
+        needs = export_needs()
         print(
             f"to export {' and '.join(exportable)} for serving too, add --export"
-            + (f" (which needs {needs.split(' needs ', 1)[1]})" if needs else "")
+            + (f" (which needs {needs})" if needs else "")
         )
     print_table(results, args)
     if args.plot:

@@ -8,6 +8,8 @@ as a reader would paste them. A block that cannot run here starts with
 """
 
 import configparser
+import contextlib
+import io
 import re
 import shlex
 import warnings
@@ -32,8 +34,28 @@ def blocks(page, language):
     return re.findall(rf"^```{language}\n(.*?)^```$", text, flags=re.S | re.M)
 
 
+def expected_output(block):
+    """The lines a block says it prints: each `# -> text` comment, at the end
+    of a `print` line or on a line of its own, in order; `...` stands for
+    any text."""
+    return re.findall(r"# -> (.*)$", block, flags=re.M)
+
+
+def check_output(printed, expected, where):
+    """`expected` lines match lines of `printed`, in order (others between)."""
+    lines = iter(line.strip() for line in printed.splitlines())
+    for pattern in expected:
+        regex = ".*".join(re.escape(part.strip()) for part in pattern.split("..."))
+        if not any(re.fullmatch(regex, line) for line in lines):
+            raise AssertionError(
+                f"{where}: no printed line matches {pattern!r} (in order). "
+                f"Printed:\n{printed}"
+            )
+
+
 def run_page(page, tmp_path, monkeypatch):
-    """Runs the page's Python blocks; returns their namespace."""
+    """Runs the page's Python blocks, checking what they print; returns
+    their namespace."""
     monkeypatch.chdir(tmp_path)
     keras.utils.set_random_seed(0)
     namespace = {"__name__": "__docs__"}
@@ -41,8 +63,13 @@ def run_page(page, tmp_path, monkeypatch):
         # Keras warns, e.g., when a layer drops a mask: no example may.
         warnings.simplefilter("error", UserWarning)
         for number, block in enumerate(blocks(page, "python")):
-            if not block.startswith(NOT_RUN):
-                exec(compile(block, f"{page}, block {number}", "exec"), namespace)
+            if block.startswith(NOT_RUN):
+                continue
+            where = f"{page}, block {number}"
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                exec(compile(block, where, "exec"), namespace)
+            check_output(printed.getvalue(), expected_output(block), where)
     return namespace
 
 
@@ -97,6 +124,18 @@ def test_python_blocks_run(page, tmp_path, monkeypatch):
 
 def test_pages_with_checks_have_blocks():
     assert set(CHECKS) <= set(RUNNABLE)
+
+
+def test_printed_lines_are_checked():
+    check_output(
+        "a\n  (4, 1, 8)\nValueError: x 1 y\n", ["(4, 1, 8)", "... x ... y"], ""
+    )
+    for printed, expected in (("(4, 1, 8)\n", ["(4, 1, 9)"]), ("b\na\n", ["a", "b"])):
+        with pytest.raises(AssertionError, match="no printed line matches"):
+            check_output(printed, expected, "")
+    assert (
+        sum(len(expected_output(b)) for p in PAGES for b in blocks(p, "python")) >= 30
+    )
 
 
 def test_readme_starts_with_the_two_commands_and_a_ten_line_example():

@@ -100,6 +100,10 @@ def test_export_is_asked_for_and_names_what_it_needs(monkeypatch, capsys):
     message = capsys.readouterr().err
     assert f"--export on the {keras.backend.backend()} backend needs" in message
     assert 'pip install "keras-din[' in message
+    # Without --export, the run ends saying how to ask for it and what it needs.
+    assert (
+        example.export_needs().endswith('"') and "pip install" in example.export_needs()
+    )
 
 
 def check_plot(path, din):

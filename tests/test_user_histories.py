@@ -108,9 +108,7 @@ def test_users_layout_gives_the_samples_of_the_samples_layout(tmp_path, loader):
         for key in HISTORY_KEYS:
             np.testing.assert_array_equal(expanded[key], reference[key])
     # Each user's sequence once: far less than a history per sample.
-    stored = histories.items.size
-    assert stored == sum(histories.lengths(histories.users))
-    assert stored < splits[0][0]["history"].size
+    assert histories.items.size < (splits[0][0]["history"] > 0).sum()
 
 
 def test_expand_keeps_the_most_recent_behaviours_at_any_length():
@@ -152,8 +150,55 @@ def test_bad_layouts_and_references_are_errors():
             histories.expand(x)
     with pytest.raises(ValueError, match="`max_length` must be a positive int"):
         histories.expand({"user": np.array([3]), "history_end": np.array([1])}, 0)
-    with pytest.raises(ValueError, match="`offsets` must have one entry more"):
-        datasets.UserHistories([3], [0, 3], [1, 2], [3, 3], [0, 1, 1, 1], 4)
+    store = dict(
+        users=[3, 8], offsets=[0, 2, 3], items=[1, 2, 3], negative_items=[3, 3, 1]
+    )
+    bad_stores = [
+        (dict(offsets=[0, 3]), "one entry more than `users`"),
+        (dict(offsets=[1, 2, 3]), "must start at 0"),
+        (dict(offsets=[0, 3, 2]), "must not decrease"),
+        (dict(offsets=[0, 1, 2]), "must end at the number of `items`"),
+        (dict(users=[8, 3]), "`users` must be sorted, each user once"),
+        (dict(users=[3, 3]), "`users` must be sorted, each user once"),
+        (dict(negative_items=[3, 3]), "one item per behaviour"),
+        (dict(items=[1, 2, 4]), "must lie in \\[1, len\\(item_categories\\)\\)"),
+        (dict(items=[0, 2, 3]), "must lie in \\[1, len"),
+    ]
+    for change, message in bad_stores:
+        with pytest.raises(ValueError, match=message):
+            datasets.UserHistories(
+                **{**store, **change}, item_categories=[0, 1, 1, 1], max_length=4
+            )
+    with pytest.raises(TypeError, match="`items` must hold integers"):
+        datasets.UserHistories(
+            **{**store, "items": [1.0, 2.0, 3.0]},
+            item_categories=[0, 1, 1, 1],
+            max_length=4,
+        )
+    with pytest.raises(ValueError, match="`max_length` must be a positive int"):
+        datasets.UserHistories(**store, item_categories=[0, 1, 1, 1], max_length=None)
+    with pytest.raises(TypeError, match="`x\\['history_end'\\]` must hold integers"):
+        histories.expand({"user": np.array([3]), "history_end": np.array([1.0])})
+    with pytest.raises(ValueError, match="one value per sample"):
+        histories.expand({"user": np.array([3, 3]), "history_end": np.array([1])})
+    with pytest.raises(ValueError, match="must hold 'user' and 'history_end'"):
+        histories.expand({"user": np.array([3])})
+    for loader in (datasets.load_movielens, datasets.load_amazon):
+        with pytest.raises(ValueError, match="`layout` must be"):
+            loader("no/such/file", layout="rows")  # before the file is read
+
+
+def test_stores_with_no_user_or_no_behaviour_give_empty_histories():
+    nobody = datasets.UserHistories([], [0], [], [], [0, 1], max_length=3)
+    assert nobody.expand({"user": np.array([], int), "history_end": np.array([], int)})[
+        "history"
+    ].shape == (0, 3)
+    with pytest.raises(ValueError, match="user 1, which has no sequence"):
+        nobody.expand({"user": np.array([1]), "history_end": np.array([0])})
+    idle = datasets.UserHistories([1, 2], [0, 0, 0], [], [], [0, 1], max_length=3)
+    expanded = idle.expand({"user": np.array([2, 1]), "history_end": np.array([0, 0])})
+    for key in HISTORY_KEYS:
+        np.testing.assert_array_equal(expanded[key], np.zeros((2, 3), "int32"))
 
 
 def test_batches_cover_the_samples_in_order_and_shuffled():
@@ -198,8 +243,25 @@ def test_batches_cover_the_samples_in_order_and_shuffled():
     assert sorted(predict_batches[0]) == sorted(keys)
 
 
+def test_batches_take_their_own_max_length_and_refuse_bad_indices():
+    (x, y), _, histories = datasets.load_synthetic(num_users=4, layout="users")
+    batches = datasets.HistoryBatches(x, y, histories, batch_size=32, max_length=5)
+    np.testing.assert_array_equal(
+        np.concatenate([batches[i][0]["history"] for i in range(len(batches))]),
+        histories.expand(x, 5)["history"],
+    )
+    np.testing.assert_array_equal(batches[-1][1], batches[len(batches) - 1][1])
+    for index in (len(batches), -len(batches) - 1):
+        with pytest.raises(
+            IndexError, match=f"index {index} .* {len(batches)} batches"
+        ):
+            batches[index]
+
+
 def test_bad_batches_are_errors():
     (x, y), _, histories = datasets.load_synthetic(num_users=4, layout="users")
+    with pytest.raises(ValueError, match="`shuffle=True` needs labels"):
+        datasets.HistoryBatches(x, None, histories, shuffle=True)
     with pytest.raises(ValueError, match="`keys` must name arrays.*'clicks'"):
         datasets.HistoryBatches(x, y, histories, keys=["history", "clicks"])
     with pytest.raises(ValueError, match="same number of samples"):

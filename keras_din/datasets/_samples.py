@@ -210,14 +210,23 @@ def _to_arrays(rows, item_categories, max_history):
 
 
 def _to_user_arrays(rows, item_categories):
-    candidate = np.array([row[2] for row in rows], dtype="int32").reshape(-1, 1)
-    x = {
-        "user": np.array([row[0] for row in rows], dtype="int32"),
-        "history_end": np.array([row[1] for row in rows], dtype="int32"),
+    x = user_samples_dict(
+        np.array([row[0] for row in rows], dtype="int32"),
+        np.array([row[1] for row in rows], dtype="int32"),
+        np.array([row[2] for row in rows], dtype="int32").reshape(-1, 1),
+        item_categories,
+    )
+    return x, np.array([row[3] for row in rows], dtype="float32")
+
+
+def user_samples_dict(user, history_end, candidate, item_categories):
+    """The samples of `layout="users"`: no histories, but where they end."""
+    return {
+        "user": user,
+        "history_end": history_end,
         "candidate": candidate,
         "candidate_category": item_categories[candidate],
     }
-    return x, np.array([row[3] for row in rows], dtype="float32")
 
 
 def user_histories(stored, item_categories, max_length):

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from keras_din.datasets._samples import check_layout
 from keras_din.datasets._samples import fetch
 from keras_din.datasets._samples import malformed
 from keras_din.datasets._samples import open_lines
@@ -110,6 +111,7 @@ def load_amazon(
             one that is not UTF-8, a `.gz` file that is not gzip data, an
             empty file, or one where no user has two reviews.
     """
+    check_layout(layout)
     if path is None:
         path = fetch(REVIEWS_FILE + ".gz", SNAP_URL + REVIEWS_FILE + ".gz")
         if meta_path is None:

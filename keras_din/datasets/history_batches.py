@@ -18,8 +18,8 @@ class HistoryBatches(keras.utils.PyDataset):
         x: dict of arrays, one row per sample, with `"user"` and
             `"history_end"` (see `UserHistories.expand`).
         y: Optional array of labels, one per sample. `None` for `predict`.
-        histories: The `keras_din.datasets.UserHistories` that `x` refers
-            to.
+        histories: `keras_din.datasets.UserHistories`. The store that `x`
+            refers to.
         batch_size: int. Samples per batch; the last batch may be smaller.
             Defaults to `256`.
         max_length: int or `None`. The most recent behaviours a history
@@ -29,8 +29,9 @@ class HistoryBatches(keras.utils.PyDataset):
             of them. Defaults to `None`.
         shuffle: bool. Whether to deal the samples into new batches, in a
             new random order, every epoch. (`fit`'s own `shuffle`, `True` by
-            default, only reorders the batches.) Defaults to `False`.
-        seed: Optional int. Seed of the shuffling.
+            default, only reorders the batches.) Needs `y`. Defaults to
+            `False`.
+        seed: int or `None`. Seed of the shuffling. Defaults to `None`.
         **kwargs: `keras.utils.PyDataset` arguments (`workers`,
             `use_multiprocessing`, `max_queue_size`).
 
@@ -68,6 +69,11 @@ class HistoryBatches(keras.utils.PyDataset):
         self.batch_size = batch_size
         self.max_length = max_length
         self.keys = None if keys is None else list(keys)
+        if shuffle and y is None:
+            raise ValueError(
+                "`shuffle=True` needs labels (`y`): shuffled predictions could "
+                "not be matched to their samples. Received: y=None"
+            )
         self.shuffle = shuffle
         self._rng = np.random.default_rng(seed)
         self._size = len(self.x["user"])
@@ -87,6 +93,11 @@ class HistoryBatches(keras.utils.PyDataset):
         return -(-self._size // self.batch_size)
 
     def __getitem__(self, index):
+        if not -len(self) <= index < len(self):
+            raise IndexError(
+                f"Batch index {index} is out of range: there are {len(self)} batches"
+            )
+        index %= len(self)
         rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
         batch = {key: value[rows] for key, value in self.x.items()}
         batch = self.histories.expand(batch, self.max_length)

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from keras_din.datasets._samples import check_layout
 from keras_din.datasets._samples import fetch
 from keras_din.datasets._samples import malformed
 from keras_din.datasets._samples import open_lines
@@ -163,6 +164,7 @@ def load_movielens(
             user id outside the int32 range, a `.gz` file that is not gzip
             data, an empty file, or one where no user has two ratings.
     """
+    check_layout(layout)
     ratings_path = _ratings_path(path)
     release = _layout_of(ratings_path)
     user_items = _read_ratings(ratings_path, release)

@@ -9,6 +9,7 @@ from keras_din.datasets._samples import pad_histories
 from keras_din.datasets._samples import sample_negatives
 from keras_din.datasets._samples import samples_dict
 from keras_din.datasets._samples import user_histories
+from keras_din.datasets._samples import user_samples_dict
 
 
 def load_synthetic(
@@ -144,12 +145,8 @@ def load_synthetic(
     candidate = np.concatenate(candidates).reshape(-1, 1).astype("int32")
     if layout == "users":
         lengths = np.array([len(history) for _, history, _ in stored], "int32")
-        x = {
-            "user": users,
-            "history_end": np.repeat(lengths, impressions_per_user),
-            "candidate": candidate,
-            "candidate_category": item_category[candidate],
-        }
+        ends = np.repeat(lengths, impressions_per_user)
+        x = user_samples_dict(users, ends, candidate, item_category)
     else:
         x = samples_dict(
             users,

@@ -45,22 +45,40 @@ class UserHistories:
     def __init__(
         self, users, offsets, items, negative_items, item_categories, max_length
     ):
-        self.users = np.asarray(users, dtype=np.int64)
-        self.offsets = np.asarray(offsets, dtype=np.int64)
-        self.items = np.asarray(items, dtype="int32")
-        self.negative_items = np.asarray(negative_items, dtype="int32")
-        self.item_categories = np.asarray(item_categories, dtype="int32")
-        self.max_length = max_length
-        if self.offsets.shape != (self.users.size + 1,) or (
-            self.items.shape != self.negative_items.shape
-            or self.offsets[-1] != self.items.size
-        ):
+        self.users = _integers("users", users, np.int64)
+        self.offsets = _integers("offsets", offsets, np.int64)
+        self.items = _integers("items", items, "int32")
+        self.negative_items = _integers("negative_items", negative_items, "int32")
+        self.item_categories = _integers("item_categories", item_categories, "int32")
+        self.max_length = _positive_length(max_length)
+        if self.offsets.shape != (self.users.size + 1,) or self.offsets[0] != 0:
             raise ValueError(
-                "`offsets` must have one entry more than `users`, end at the "
-                "length of `items`, and `negative_items` must match `items`. "
-                f"Received: {self.users.size} users, offsets of shape "
-                f"{self.offsets.shape} ending at {self.offsets[-1]}, "
-                f"{self.items.size} items, {self.negative_items.size} negatives"
+                "`offsets` must start at 0 and have one entry more than "
+                f"`users`. Received: offsets={_shown(self.offsets)} for "
+                f"{self.users.size} users"
+            )
+        if np.any(np.diff(self.offsets) < 0) or self.offsets[-1] != self.items.size:
+            raise ValueError(
+                "`offsets` must not decrease and must end at the number of "
+                f"`items`. Received: offsets={_shown(self.offsets)}, "
+                f"{self.items.size} items"
+            )
+        if self.negative_items.shape != self.items.shape:
+            raise ValueError(
+                "`negative_items` must hold one item per behaviour. Received: "
+                f"{self.negative_items.size} for {self.items.size} behaviours"
+            )
+        if np.any(np.diff(self.users) <= 0):
+            raise ValueError(
+                "`users` must be sorted, each user once. Received: "
+                f"users={_shown(self.users)}"
+            )
+        ids = np.concatenate([self.items, self.negative_items])
+        if ids.size and (ids.min() < 1 or ids.max() >= self.item_categories.size):
+            raise ValueError(
+                "Every item id must lie in [1, len(item_categories)): "
+                f"[1, {self.item_categories.size}). Received: ids from "
+                f"{ids.min()} to {ids.max()}"
             )
 
     @property
@@ -70,7 +88,14 @@ class UserHistories:
         return sum(array.nbytes for array in arrays) + self.item_categories.nbytes
 
     def lengths(self, users):
-        """The number of behaviours of each user in `users`."""
+        """The number of behaviours of each user.
+
+        Args:
+            users: int array. User ids of the store.
+
+        Returns:
+            An int64 array of the shape of `users`.
+        """
         rows = self._rows(users)
         return self.offsets[rows + 1] - self.offsets[rows]
 
@@ -88,19 +113,33 @@ class UserHistories:
             A new dict: `x`'s arrays and `"history"`, `"history_category"`,
             `"negative_history"` and `"negative_history_category"`
             `(N, max_length)` int32, most recent last, right-padded with 0.
+
+        Raises:
+            ValueError: for a user that is not in the store, a
+                `history_end` outside `[0, the user's number of behaviours]`,
+                a missing key, arrays of different lengths or a `max_length`
+                that is not a positive int.
+            TypeError: for a `user` or `history_end` that is not integer.
         """
         max_length = self.max_length if max_length is None else max_length
-        if not isinstance(max_length, int) or max_length < 1:
+        max_length = _positive_length(max_length)
+        missing = [key for key in ("user", "history_end") if key not in x]
+        if missing:
             raise ValueError(
-                "`max_length` must be a positive int. "
-                f"Received: max_length={max_length!r}"
+                f"`x` must hold 'user' and 'history_end'. Received: {sorted(x)}"
             )
-        users = np.asarray(x["user"]).reshape(-1)
-        ends = np.asarray(x["history_end"], dtype=np.int64).reshape(-1)
+        users = _integers("x['user']", x["user"], np.int64).reshape(-1)
+        ends = _integers("x['history_end']", x["history_end"], np.int64).reshape(-1)
+        if users.shape != ends.shape:
+            raise ValueError(
+                "`x['user']` and `x['history_end']` must hold one value per "
+                f"sample. Received: {users.size} and {ends.size}"
+            )
         rows = self._rows(users)
         starts, stops = self.offsets[rows], self.offsets[rows + 1]
-        if np.any((ends < 0) | (ends > stops - starts)):
-            bad = int(np.argmax((ends < 0) | (ends > stops - starts)))
+        outside = (ends < 0) | (ends > stops - starts)
+        if np.any(outside):
+            bad = int(np.argmax(outside))
             raise ValueError(
                 "`history_end` must lie in [0, the user's number of "
                 f"behaviours]. Received: history_end={ends[bad]} for user "
@@ -110,9 +149,14 @@ class UserHistories:
         first = starts + ends - length
         steps = np.arange(max_length)
         valid = steps < length[:, None]
-        positions = np.where(valid, first[:, None] + steps, 0)
-        history = np.where(valid, self.items[positions], 0).astype("int32")
-        negative = np.where(valid, self.negative_items[positions], 0).astype("int32")
+        if self.items.size:
+            # Past a sequence's end the index is clipped, and the value masked.
+            positions = np.minimum(first[:, None] + steps, self.items.size - 1)
+            history = np.where(valid, self.items[positions], 0).astype("int32")
+            negative = np.where(valid, self.negative_items[positions], 0)
+            negative = negative.astype("int32")
+        else:  # no user has a behaviour
+            history = negative = np.zeros(valid.shape, "int32")
         return {
             **x,
             "history": history,
@@ -135,3 +179,34 @@ class UserHistories:
                 "which has no sequence"
             )
         return rows
+
+
+def _integers(name, values, dtype):
+    """`values` as a flat array of `dtype`; a `TypeError` for floats."""
+    array = np.asarray(values)
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(
+            f"`{name}` must hold integers. Received: an array of dtype {array.dtype}"
+        )
+    if array.ndim > 1:
+        raise ValueError(
+            f"`{name}` must be one-dimensional. Received: shape {array.shape}"
+        )
+    return array.astype(dtype).reshape(-1)
+
+
+def _positive_length(max_length):
+    if (
+        isinstance(max_length, bool)
+        or not isinstance(max_length, (int, np.integer))
+        or max_length < 1
+    ):
+        raise ValueError(
+            f"`max_length` must be a positive int. Received: max_length={max_length!r}"
+        )
+    return int(max_length)
+
+
+def _shown(array):
+    """A short text of an array for an error message."""
+    return str(array.tolist()) if array.size <= 8 else f"{array[:8].tolist()} ..."
