@@ -621,10 +621,13 @@ def test_dien_states_stay_within_one_however_large_the_scores(rng, gru_type):
     assert np.max(np.abs(states)) <= 1.0
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_dien_trains_on_long_skewed_histories_without_diverging(seed):
+def test_dien_trains_on_long_skewed_histories_without_diverging():
     # The example's sizes at 5x its learning rate, histories of up to 50
     # items: raw scores (DeepCTR's default) diverge here within two epochs.
+    # This seed alone fails them on every backend (states 4e18 on torch,
+    # 5e11 on JAX, NaN on TensorFlow); seeds 0 and 1 ran too, at three
+    # times the cost, and seed 1 alone would not fail them on JAX.
+    seed = 2
     from keras_din import datasets
 
     (x, y), _ = datasets.load_synthetic(

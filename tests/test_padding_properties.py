@@ -18,6 +18,7 @@ from din_models import FEATURES
 from din_models import T_CLICKS
 from din_models import feature_data
 from hypothesis import HealthCheck
+from hypothesis import example
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -177,8 +178,15 @@ def builder_run(model, weights, x, y):
     return predictions, [to_numpy(w) for w in model.weights]
 
 
+# One non-finite and one finite padding row per case: derandomized, the one
+# drawn example is the simplest, seed 0 with NaN rows (which 1e30 rows would
+# repeat: both turn any arithmetic that reaches them non-finite); the
+# explicit example holds rows of finite random values (7.0, constant, would
+# repeat them), which a comparison or a count that reads the padding sees
+# where NaN might slip through. Four drawn examples cost twice as much and
+# left some cases without a finite row.
 @settings(
-    max_examples=4,
+    max_examples=1,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -187,6 +195,7 @@ def builder_run(model, weights, x, y):
     seed=st.integers(0, 2**16),
     padding_row=st.sampled_from([np.nan, 1e30, 7.0, "random"]),
 )
+@example(seed=581, padding_row="random")
 @pytest.mark.parametrize("candidates", [1, 2])
 @pytest.mark.parametrize("kind", sorted(BUILDERS))
 def test_builder_predictions_and_gradients_never_depend_on_the_padding(
