@@ -320,3 +320,33 @@ def test_model_trains_and_predicts_alike_on_both_layouts():
     for a, b in zip(first.get_weights(), second.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(first_scores, second_scores, rtol=1e-5, atol=1e-6)
+
+
+def test_builders_count_frequencies_over_batches_as_over_arrays():
+    (x, y), _ = datasets.load_synthetic(num_users=15, seed=5)
+    (x_users, y_users), _, histories = datasets.load_synthetic(
+        num_users=15, seed=5, layout="users"
+    )
+    batches = datasets.HistoryBatches(x_users, y_users, histories, batch_size=40)
+    features = [Feature("candidate", 1001), Feature("candidate_category", 51)]
+    shares = {"history": "candidate", "history_category": "candidate_category"}
+    history = BehaviorSequence("history", shares, max_length=20)
+    for frequencies in (x, batches):
+        model = DIN(features, [history], embedding_l2=0.01, frequencies=frequencies)
+        counts = [
+            keras.ops.convert_to_numpy(model.get_layer(f"{name}_embedding").frequencies)
+            for name in ("candidate", "candidate_category")
+        ]
+        if frequencies is x:
+            expected = counts
+        else:
+            for got, want in zip(counts, expected, strict=True):
+                np.testing.assert_array_equal(got, want)
+    # The arrays' own count, independently: every candidate and every
+    # history id (0 is padding).
+    items = np.concatenate([x["candidate"].ravel(), x["history"].ravel()])
+    np.testing.assert_array_equal(
+        expected[0][1:], np.bincount(items, minlength=1001)[1:]
+    )
+    with pytest.raises(TypeError, match="or a keras.utils.PyDataset"):
+        DIN(features, [history], frequencies=[x])

@@ -29,8 +29,9 @@ class FeatureGraph:
         behaviors: list of `BehaviorSequence`.
         candidates: int. The number of candidates per row, `C`.
         embedding_l2: float. The mini-batch aware regularization strength.
-        frequencies: Optional dict of arrays keyed by input name, over which
-            each table's id frequencies are counted.
+        frequencies: Optional dict of arrays keyed by input name, or a
+            `keras.utils.PyDataset` of such dicts (or of `(dict, labels)`
+            pairs), over which each table's id frequencies are counted.
         negatives: bool. Whether the behaviours' negative inputs are inputs
             of the model.
     """
@@ -59,10 +60,11 @@ class FeatureGraph:
             name: self.features[feature].vocabulary_size
             for name, feature in self.table_of.items()
         }
+        counts = {}
         if frequencies is not None:
-            self._check_frequencies(frequencies)
+            counts = self._frequency_counts(frequencies)
         self.tables = {
-            name: self._table(feature, embedding_l2, frequencies)
+            name: self._table(feature, embedding_l2, counts.get(name))
             for name, feature in self.features.items()
         }
         self._embedded = {}
@@ -122,11 +124,32 @@ class FeatureGraph:
             if table == feature and name not in negative_inputs
         ]
 
+    def _frequency_counts(self, frequencies):
+        """`{feature name: id counts}` over a dict of arrays, or over the
+        batches of a `keras.utils.PyDataset` (one batch in memory at a time)."""
+        if isinstance(frequencies, keras.utils.PyDataset):
+            batches = (frequencies[index] for index in range(len(frequencies)))
+            parts = (b[0] if isinstance(b, (tuple, list)) else b for b in batches)
+        else:
+            parts = [frequencies]
+        counts = {
+            name: np.zeros(feature.vocabulary_size, np.int64)
+            for name, feature in self.features.items()
+        }
+        for part in parts:
+            self._check_frequencies(part)
+            for name in self.features:
+                for counted in self._counted(name):
+                    ids = self._counted_ids(part, counted).ravel()
+                    counts[name] += np.bincount(ids, minlength=counts[name].size)
+        return counts
+
     def _check_frequencies(self, frequencies):
         if not isinstance(frequencies, dict):
             raise TypeError(
                 "`frequencies` must be a dict of arrays keyed by input name (the "
-                f"training inputs). Received: a {type(frequencies).__name__}"
+                "training inputs), or a keras.utils.PyDataset of such dicts. "
+                f"Received: a {type(frequencies).__name__}"
             )
         counted = {
             name: self.vocabulary_sizes[name]
@@ -137,16 +160,7 @@ class FeatureGraph:
             frequencies, self.inputs, counted, "frequencies", every_input=False
         )
 
-    def _table(self, feature, embedding_l2, frequencies):
-        counts = None
-        if frequencies is not None:
-            counts = sum(
-                np.bincount(
-                    self._counted_ids(frequencies, name).ravel(),
-                    minlength=feature.vocabulary_size,
-                )
-                for name in self._counted(feature.name)
-            )
+    def _table(self, feature, embedding_l2, counts):
         return MiniBatchAwareEmbedding(
             feature.vocabulary_size,
             feature.embedding_dim,

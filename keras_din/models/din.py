@@ -53,7 +53,9 @@ def DIN(
         frequencies: Optional dict of NumPy arrays keyed by input name,
             usually the training inputs: each table's id frequencies (which
             scale the regularization) are counted over the candidate and
-            history inputs that use it. Defaults to `None` (all 1).
+            history inputs that use it. Or a `keras.utils.PyDataset` of such
+            dicts, such as `keras_din.datasets.HistoryBatches`, counted batch
+            by batch. Defaults to `None` (all 1).
         name: str. The model's name. Defaults to `"din"`.
 
     Returns:
