@@ -19,8 +19,17 @@ regularization) on the same data. The script prints a table of AUC, GAUC
 `--plot FILE.png`, and prints one JSON object with the results as its last
 line.
 
+`--max-length N` trains on histories of up to N behaviours the way long
+histories are meant to be handled (the guide "Long histories"): each user's
+sequence is stored once (the loaders' `layout="users"`), and
+`keras_din.datasets.HistoryBatches` builds every batch's histories as it is
+needed, the mini-batch aware frequencies included; only the test samples are
+expanded. Without it, every sample holds its own padded history, at the
+loader's `max_history`.
+
     KERAS_BACKEND=jax python examples/train_din.py --quick
     KERAS_BACKEND=jax python examples/train_din.py --quick --models base,din,dien
+    KERAS_BACKEND=jax python examples/train_din.py --quick --max-length 500
     KERAS_BACKEND=torch python examples/train_din.py --data movielens \\
         --data-path ml-1m/ratings.dat
     KERAS_BACKEND=tensorflow python examples/train_din.py --data amazon \\
@@ -50,23 +59,47 @@ MODELS = ("base", "din", "dien")
 
 
 def load_data(args):
-    """`(x_train, y_train), (x_test, y_test)` of the chosen data set."""
+    """`(x_train, y_train), (x_test, y_test), histories` of the chosen data
+    set: `histories` is the `UserHistories` of `--max-length` (the samples
+    refer to it), else `None` (the samples hold their histories)."""
+    options = dict(seed=args.seed)
+    if args.max_length:
+        options.update(max_history=args.max_length, layout="users")
     if args.data == "synthetic":
-        return datasets.load_synthetic(
-            num_users=1500 if args.quick else 10000, seed=args.seed
+        data = datasets.load_synthetic(
+            num_users=1500 if args.quick else 10000, **options
         )
-    options = dict(
-        max_samples_per_user=5 if args.quick else None,
-        test_targets_per_user=args.test_targets,
-        seed=args.seed,
+    else:
+        options.update(
+            max_samples_per_user=5 if args.quick else None,
+            test_targets_per_user=args.test_targets,
+        )
+        if args.data == "movielens":
+            data = datasets.load_movielens(args.data_path, **options)
+        else:
+            data = datasets.load_amazon(
+                args.data_path, meta_path=args.meta_path, **options
+            )
+    return data if args.max_length else (*data, None)
+
+
+def vocabulary_sizes(x_train, x_test, histories):
+    """`(items, categories)`: the largest id anywhere, plus one for the
+    padding 0."""
+    items = [x[name] for x in (x_train, x_test) for name in ITEMS if name in x]
+    categories = [x[n] for x in (x_train, x_test) for n in CATEGORIES if n in x]
+    if histories is not None:
+        items += [histories.items, histories.negative_items]
+        categories.append(histories.item_categories)
+    return tuple(
+        1 + max(int(np.max(ids)) for ids in arrays if np.size(ids))
+        for arrays in (items, categories)
     )
-    if args.data == "movielens":
-        return datasets.load_movielens(args.data_path, **options)
-    return datasets.load_amazon(args.data_path, meta_path=args.meta_path, **options)
 
 
-def build_model(kind, x_train, sizes, args):
-    """The model `kind` (one of `MODELS`), compiled."""
+def build_model(kind, frequencies, max_length, sizes, args):
+    """The model `kind` (one of `MODELS`), compiled, its mini-batch aware
+    frequencies counted over `frequencies` (the training data)."""
     num_items, num_categories = sizes
     features = [
         models.Feature("candidate", num_items, args.embedding_dim),
@@ -75,15 +108,17 @@ def build_model(kind, x_train, sizes, args):
     history = models.BehaviorSequence(
         "history",
         {"history": "candidate", "history_category": "candidate_category"},
-        max_length=x_train["history"].shape[1],
+        max_length=max_length,
         negatives={
             "history": "negative_history",
             "history_category": "negative_history_category",
         },
     )
-    # MBA frequencies are counted on the training data.
     shared = dict(
-        dnn_hidden_units=(64, 32), embedding_l2=args.l2, frequencies=x_train, name=kind
+        dnn_hidden_units=(64, 32),
+        embedding_l2=args.l2,
+        frequencies=frequencies,
+        name=kind,
     )
     if kind == "base":
         # PReLU slopes starting at 0 (Keras's), not the builder's 0.25: the
@@ -318,6 +353,13 @@ def parse_args(argv=None):
     parser.add_argument(
         "--quick", action="store_true", help="small data and few epochs (< 2 min)"
     )
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        help="histories of up to this many behaviours, each user's stored once "
+        "and batches built as needed (default: every sample holds its history, "
+        "at the loader's length)",
+    )
     parser.add_argument("--epochs", type=int, help="default: 3 quick, 5 otherwise")
     parser.add_argument("--batch-size", type=int, help="default: 512 quick, 256")
     parser.add_argument("--learning-rate", type=float, default=0.01)
@@ -346,6 +388,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.model is not None:
         args.models = list(dict.fromkeys(["base", args.model]))
+    if args.max_length is not None and args.max_length < 1:
+        parser.error(f"--max-length must be at least 1. Received: {args.max_length}")
     if args.epochs is None:
         args.epochs = 3 if args.quick else 5
     if args.batch_size is None:
@@ -367,14 +411,17 @@ def main(argv=None):
     start = time.time()
     print(f"backend: {keras.backend.backend()}, keras {keras.__version__}")
     try:
-        (x_train, y_train), (x_test, y_test) = load_data(args)
+        (x_train, y_train), (x_test, y_test), histories = load_data(args)
     except (OSError, ValueError) as error:
         sys.exit(f"error: {error}")
-    # Vocabulary sizes: the largest id anywhere, plus one for the padding 0.
-    sizes = tuple(
-        1 + max(int(x[name].max()) for x in (x_train, x_test) for name in names)
-        for names in (ITEMS, CATEGORIES)
-    )
+    sizes = vocabulary_sizes(x_train, x_test, histories)
+    if histories is None:
+        max_length = x_train["history"].shape[1]
+        frequencies = x_train
+    else:
+        max_length = histories.max_length
+        frequencies = datasets.HistoryBatches(x_train, y_train, histories, 4096)
+        x_test = histories.expand(x_test)  # the test samples, materialised
     print(
         f"data: {args.data}, {len(y_train)} training and {len(y_test)} test "
         f"samples, {sizes[0] - 1} items, {sizes[1] - 1} categories, "
@@ -388,14 +435,26 @@ def main(argv=None):
         keras.utils.set_random_seed(args.seed)
         print(f"training {kind}")
         began = time.time()
-        model = build_model(kind, x_train, sizes, args)
-        model.fit(
-            features(x_train, model),
-            y_train,
-            batch_size=args.batch_size,
-            epochs=args.epochs,
-            shuffle=True,
-        )
+        model = build_model(kind, frequencies, max_length, sizes, args)
+        if histories is None:
+            model.fit(
+                features(x_train, model),
+                y_train,
+                batch_size=args.batch_size,
+                epochs=args.epochs,
+                shuffle=True,
+            )
+        else:
+            batches = datasets.HistoryBatches(
+                x_train,
+                y_train,
+                histories,
+                batch_size=args.batch_size,
+                keys=list(model.input),
+                shuffle=True,
+                seed=args.seed,
+            )
+            model.fit(batches, epochs=args.epochs)
         seconds[kind] = round(time.time() - began, 1)
         results[kind], scores[kind] = evaluate(model, x_test, y_test)
         trained[kind] = model
@@ -417,6 +476,7 @@ def main(argv=None):
         "backend": keras.backend.backend(),
         "data": args.data,
         "quick": args.quick,
+        "max_length": int(max_length),
         "seed": args.seed,
         "models": args.models,
         "auxiliary_loss_weight": args.auxiliary_loss_weight,

@@ -58,17 +58,26 @@ def export_model(model, filepath, format="tf_saved_model", **kwargs):
             f"The {backend!r} backend cannot export format={format!r}; it "
             f"exports {list(formats)}.{hint}"
         )
-    if backend == "jax" and format == "tf_saved_model":
-        jax2tf_kwargs = dict(kwargs.pop("jax2tf_kwargs", None) or {})
-        if not (
-            {"polymorphic_shapes"} & set(jax2tf_kwargs) or "input_signature" in kwargs
-        ):
-            shapes = _tied_polymorphic_shapes(model)
-            if shapes is not None:
-                jax2tf_kwargs["polymorphic_shapes"] = shapes
-        kwargs["jax2tf_kwargs"] = jax2tf_kwargs
+    kwargs = tie_unknown_dimensions(model, format, kwargs)
     model.export(filepath, format=format, **kwargs)
     return filepath
+
+
+def tie_unknown_dimensions(model, format, kwargs):
+    """`model.export`'s `kwargs`, with the tied `jax2tf` shapes (see
+    `export_model`) where the JAX backend exports a SavedModel and neither
+    `jax2tf_kwargs={"polymorphic_shapes": ...}` nor `input_signature` is
+    given."""
+    if keras.backend.backend() != "jax" or format != "tf_saved_model":
+        return kwargs
+    kwargs = dict(kwargs)
+    jax2tf_kwargs = dict(kwargs.pop("jax2tf_kwargs", None) or {})
+    if not ("polymorphic_shapes" in jax2tf_kwargs or kwargs.get("input_signature")):
+        shapes = _tied_polymorphic_shapes(model)
+        if shapes is not None:
+            jax2tf_kwargs["polymorphic_shapes"] = shapes
+    kwargs["jax2tf_kwargs"] = jax2tf_kwargs
+    return kwargs
 
 
 def _tied_polymorphic_shapes(model):

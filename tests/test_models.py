@@ -100,9 +100,9 @@ def din(candidates=1, **kwargs):
     return DIN(FEATURES, [CLICKS, BUYS], candidates=candidates, **{**options, **kwargs})
 
 
-@pytest.mark.parametrize("candidates", [1, 3])
-def test_din_matches_numpy_reference(rng, candidates):
-    model = din(candidates)
+@pytest.mark.parametrize("built, candidates", [(1, 1), (3, 3), (None, 1), (None, 4)])
+def test_din_matches_numpy_reference(rng, built, candidates):
+    model = din(built)
     randomize(model, rng)
     x = feature_data(rng, candidates=candidates)
     predicted = model.predict(inputs_of(model, x), verbose=0)
@@ -153,6 +153,38 @@ def test_several_candidates_score_as_one_at_a_time(rng):
             rtol=1e-5,
             atol=1e-6,
         )
+
+
+@pytest.mark.parametrize("build", [DIEN, BaseModel])
+def test_any_number_of_candidates_scores_as_that_number(rng, build):
+    free = build(FEATURES, [CLICKS, BUYS], candidates=None, dnn_hidden_units=DNN)
+    randomize(free, rng)
+    assert tuple(free.output.shape) == (None, None)
+    assert tuple(free.input["item"].shape) == (None, None)
+    for candidates in (1, 3):
+        fixed = build(
+            FEATURES, [CLICKS, BUYS], candidates=candidates, dnn_hidden_units=DNN
+        )
+        fixed.set_weights(free.get_weights())
+        x = feature_data(rng, candidates=candidates)
+        scores = free.predict(inputs_of(free, x), verbose=0)
+        assert scores.shape == (8, candidates)
+        np.testing.assert_allclose(
+            scores, fixed.predict(inputs_of(fixed, x), verbose=0), rtol=1e-5, atol=1e-6
+        )
+
+
+def test_any_number_of_candidates_needs_one_number_per_request(rng):
+    model = din(candidates=None)
+    x = inputs_of(model, feature_data(rng, candidates=3))
+    x["category"] = x["category"][:, :2]
+    with pytest.raises(ValueError, match=r"candidate inputs of `x` must have one"):
+        model.predict(x, verbose=0)
+    x["category"] = x["category"][:, 0]  # (N,): refused, not taken for C = 1
+    with pytest.raises(
+        ValueError, match=r"'category' of `x` must have shape \(N, None\)"
+    ):
+        model.predict(x, verbose=0)
 
 
 def reference_base(model, x):
@@ -580,27 +612,36 @@ def test_inputs_as_a_list_are_refused(rng):
 
 @pytest.mark.parametrize("kind", ["din", "dien"])
 def test_plain_model_export_serves_the_predictions(rng, tmp_path, kind):
+    # DIN with any number of candidates: one exported model serves requests
+    # of 2 and of 5 (and the batch sizes differ too).
     if kind == "din":
-        model = din(candidates=2)
+        model = din(candidates=None)
+        cases = [feature_data(rng, rows=5, candidates=2), feature_data(rng, 3, 5)]
     else:
         model = DIEN(FEATURES, [CLICKS, BUYS], candidates=2, dnn_hidden_units=DNN)
+        cases = [feature_data(rng, rows=5, candidates=2)]
     randomize(model, rng)
-    x = inputs_of(model, feature_data(rng, rows=5, candidates=2))
-    expected = model.predict(x, verbose=0)
+    cases = [inputs_of(model, x) for x in cases]
+    expected = [model.predict(x, verbose=0) for x in cases]
     if BACKEND == "torch":
         onnxruntime = pytest.importorskip("onnxruntime")
         path = tmp_path / "din.onnx"
         model.export(path, format="onnx", verbose=False)
         session = onnxruntime.InferenceSession(str(path))
-        feeds = {i.name: x[i.name] for i in session.get_inputs()}
-        (served,) = session.run(None, feeds)
+        served = [
+            session.run(None, {i.name: x[i.name] for i in session.get_inputs()})[0]
+            for x in cases
+        ]
     else:
         # Served in a TensorFlow-only process, as a server would.
         model.export(tmp_path / "din", verbose=False)
-        np.savez(tmp_path / "din.case0.npz", **x)
+        for i, x in enumerate(cases):
+            np.savez(tmp_path / f"din.case{i}.npz", **x)
         serve_saved_models(tmp_path)
-        served = np.load(tmp_path / "din.case0.out.npy")
-    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
+        served = [np.load(tmp_path / f"din.case{i}.out.npy") for i in range(len(cases))]
+    for served_scores, scores in zip(served, expected, strict=True):
+        assert served_scores.shape == scores.shape
+        np.testing.assert_allclose(served_scores, scores, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("gru_type", ["AUGRU", "AGRU"])

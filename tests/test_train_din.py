@@ -113,7 +113,7 @@ def check_plot(path, din):
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
     assert os.path.getsize(path) > 20_000  # two panels of lines and bars
     example = load_example()
-    _, (x_test, _) = example.load_data(example.parse_args(["--quick"]))
+    _, (x_test, _), _ = example.load_data(example.parse_args(["--quick"]))
     x = {name: x_test[name][:16] for name in din.input}
     weights = example.attention_weights(din, x)  # (16, T)
     layer = din.get_layer("history_attention")
@@ -124,6 +124,26 @@ def check_plot(path, din):
         np.einsum("bt,bte->be", weights, keys), pooled[:, 0], rtol=1e-4, atol=1e-5
     )
     assert np.all(weights[x["history"] == 0] == 0)
+
+
+def test_max_length_trains_on_histories_stored_once(tmp_path, capsys):
+    # The long-history path: the users layout, batches built per step, the
+    # frequencies counted over them, the test samples expanded.
+    example = load_example()
+    summary = example.main(
+        ["--quick", "--models", "din", "--epochs", "1", "--max-length", "30"]
+        + ["--output", str(tmp_path)]
+    )
+    assert summary["max_length"] == 30
+    assert 0.7 < summary["din_gauc"] < 1.0, summary
+    din = keras.saving.load_model(summary["model_paths"]["din"])
+    assert tuple(din.input["history"].shape) == (None, 30)
+    args = example.parse_args(["--quick", "--max-length", "30"])
+    (x, _), _, histories = example.load_data(args)
+    assert histories.max_length == 30 and "history" not in x
+    with pytest.raises(SystemExit):
+        example.parse_args(["--max-length", "0"])
+    assert "--max-length must be at least 1. Received: 0" in capsys.readouterr().err
 
 
 def test_model_choice(capsys):

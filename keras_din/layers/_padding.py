@@ -76,7 +76,7 @@ class ValidBlocks:
         (`scatter_update`, because Keras's torch `scatter` loops over the
         rows in Python.)
         """
-        depth = rows.shape[-1]
+        depth = ops.shape(rows)[-1]  # C, which may be known only here
         every = self._place(ops.reshape(rows, (-1, self.size * depth)))
         # Every size given: with an empty batch, a -1 could be any size.
         return ops.reshape(every, (self._batch, self._per_history * self.size, depth))
@@ -103,9 +103,10 @@ class ValidBlocks:
 
     def _place(self, rows):
         """`(N, D)` rows at their blocks' places in a `(B * T / P, D)` zero."""
-        zero = ops.zeros((1, rows.shape[-1]), rows.dtype)
+        depth = ops.shape(rows)[-1]
+        zero = ops.zeros((1, depth), rows.dtype)
         return ops.scatter_update(
-            ops.broadcast_to(zero, (self._batch * self._per_history, rows.shape[-1])),
+            ops.broadcast_to(zero, (self._batch * self._per_history, depth)),
             ops.expand_dims(self._positions, -1),
             rows,
         )

@@ -11,6 +11,7 @@ from keras_din.layers._checks import check_non_negative
 from keras_din.layers._checks import check_positive_units
 from keras_din.layers._checks import check_rate
 from keras_din.layers.mini_batch_aware_embedding import MiniBatchAwareEmbedding
+from keras_din.models._candidate_scores import CandidateScores
 from keras_din.models._specs import check_positive_int
 from keras_din.models.behavior_sequence import BehaviorSequence
 from keras_din.models.feature import Feature
@@ -27,7 +28,7 @@ class FeatureGraph:
     Args:
         features: list of `Feature`.
         behaviors: list of `BehaviorSequence`.
-        candidates: int. The number of candidates per row, `C`.
+        candidates: int, or `None` for any number of candidates per row.
         embedding_l2: float. The mini-batch aware regularization strength.
         frequencies: Optional dict of arrays keyed by input name, or a
             `keras.utils.PyDataset` of such dicts (or of `(dict, labels)`
@@ -41,7 +42,9 @@ class FeatureGraph:
     ):
         self.features = _by_name(_check_specs("features", features, Feature))
         self.behaviors = _check_specs("behaviors", behaviors, BehaviorSequence)
-        self.candidates = check_positive_int("candidates", candidates)
+        if candidates is not None:
+            candidates = check_positive_int("candidates", candidates)
+        self.candidates = candidates
         self.negatives = negatives
         embedding_l2 = check_non_negative("embedding_l2", embedding_l2)
         names = [behavior.name for behavior in self.behaviors]
@@ -248,11 +251,13 @@ class FeatureGraph:
         # Context: (B, E) -> (B, 1, E).
         parts = [ops.expand_dims(p, 1) if len(p.shape) == 2 else p for p in parts]
         parts += list(interests)
-        if self.candidates > 1:  # the context and sum pooling, per candidate
-            parts = [
-                part if part.shape[1] > 1 else ops.repeat(part, self.candidates, 1)
-                for part in parts
-            ]
+        if self.candidates != 1:
+            # The context and the sum pooling, (B, 1, .), for every candidate:
+            # adding (B, C, 1) zeros broadcasts them to a number of
+            # candidates that, with `candidates=None`, is known only at call.
+            candidate = next(part for part in parts if part.shape[1] != 1)
+            zeros = ops.zeros_like(candidate[..., :1])
+            parts = [part + zeros if part.shape[1] == 1 else part for part in parts]
         # keras.ops carry no Keras mask: the candidates' (id 0) ends here.
         hidden = ops.concatenate(parts, axis=-1)
         hidden = ops.reshape(hidden, (-1, hidden.shape[-1]))  # (B * C, D)
@@ -273,7 +278,10 @@ class FeatureGraph:
         )(hidden)
         return FeatureModel(
             self.inputs,
-            ops.reshape(click, (-1, self.candidates)),
+            # Kept in float32, as `click`.
+            CandidateScores(dtype="float32", name="scores")(
+                [click, self.inputs[min(self.candidate_names)]]
+            ),
             name=name,
             vocabulary_sizes=self.vocabulary_sizes,
         )

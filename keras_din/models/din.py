@@ -33,9 +33,11 @@ def DIN(
         features: list of `keras_din.models.Feature`: the candidate features
             (those the behaviour sequences refer to) and the context.
         behaviors: list of `keras_din.models.BehaviorSequence`, at least one.
-        candidates: int. The number of candidates per row, `C`: the
-            candidate features are inputs of shape `(B, C)` and the output is
-            `(B, C)`. Defaults to `1`.
+        candidates: int, or `None`. The number of candidates per row, `C`:
+            the candidate features are inputs of shape `(B, C)` and the
+            output is `(B, C)`. `None` takes any number of candidates, fixed
+            only when called (one exported model then serves requests of any
+            size). Defaults to `1`.
         att_hidden_units: sequence of positive ints. Hidden widths of the
             activation unit. Defaults to `(80, 40)`.
         att_activation: The activation unit's activation (see

@@ -3,6 +3,8 @@
 import keras
 import numpy as np
 
+from keras_din.export import tie_unknown_dimensions
+
 
 @keras.saving.register_keras_serializable(package="keras_din")
 class FeatureModel(keras.Model):
@@ -90,6 +92,14 @@ class FeatureModel(keras.Model):
     def predict_on_batch(self, x):
         return super().predict_on_batch(self.check_inputs(x))
 
+    def export(self, filepath, format="tf_saved_model", **kwargs):
+        """As `keras.Model.export`. On the JAX backend, a SavedModel's unknown
+        dimensions at one axis are taken to be equal, as in
+        `keras_din.export.export_model`: the candidates' number `C` of a
+        model built with `candidates=None` is one size across its inputs."""
+        kwargs = tie_unknown_dimensions(self, format, kwargs)
+        return super().export(filepath, format=format, **kwargs)
+
     def get_config(self):
         config = super().get_config()
         config["vocabulary_sizes"] = dict(self.vocabulary_sizes)
@@ -115,7 +125,7 @@ def check_feature_arrays(x, inputs, vocabulary_sizes, argument, every_input=True
             f"`{argument}` must hold one array per input of the model: "
             f"{needed}. {'; '.join(found)}"
         )
-    batch = None
+    batch = free = None
     checked = {}
     for name in needed:
         if not isinstance(x[name], (np.ndarray, list, tuple)):
@@ -129,9 +139,7 @@ def check_feature_arrays(x, inputs, vocabulary_sizes, argument, every_input=True
                 f"Input {name!r} of `{argument}` must hold integer {what}. "
                 f"Received: an array of dtype {array.dtype}"
             )
-        if array.shape[1:] != expected and not (
-            expected in ((), (1,)) and array.shape[1:] in ((), (1,))
-        ):
+        if not _fits(array.shape[1:], expected):
             raise ValueError(
                 f"Input {name!r} of `{argument}` must have shape (N, "
                 f"{', '.join(map(str, expected))}) (or (N,) where that is 1). "
@@ -143,10 +151,30 @@ def check_feature_arrays(x, inputs, vocabulary_sizes, argument, every_input=True
                 f"{len(array)} rows in {name!r}, {batch[1]} in {batch[0]!r}"
             )
         batch = batch or (name, len(array))
+        if None in expected:  # the candidates of a model built with `None`
+            if free is not None and array.shape != free[1]:
+                raise ValueError(
+                    f"The candidate inputs of `{argument}` must have one "
+                    f"shape. Received: {array.shape} for {name!r}, "
+                    f"{free[1]} for {free[0]!r}"
+                )
+            free = free or (name, array.shape)
         if name in vocabulary_sizes:
             _check_ids(name, array, vocabulary_sizes[name], argument)
-        checked[name] = array.reshape((len(array), *expected))
+        if None not in expected:
+            array = array.reshape((len(array), *expected))
+        checked[name] = array
     return checked
+
+
+def _fits(shape, expected):
+    """Whether an array's shape (without the batch axis) fits an input's,
+    where `None` fits any size and `()` and `(1,)` fit each other."""
+    if expected in ((), (1,)) and shape in ((), (1,)):
+        return True
+    return len(shape) == len(expected) and all(
+        e is None or s == e for s, e in zip(shape, expected, strict=True)
+    )
 
 
 def _as_array(name, value, expected, argument):
