@@ -1,10 +1,21 @@
 """DIN attention pooling, side by side: keras-din, the concatenation baseline,
-DeepCTR-Torch and DeepCTR.
+DeepCTR-Torch, FuxiCTR and DeepCTR.
 
     python benchmarks/bench_attention.py                  # every backend
     python benchmarks/bench_attention.py --backends torch --quick
     tox -e bench                                          # installs the peers
     python benchmarks/bench_attention.py --baseline ../before  # a before/after
+    python benchmarks/bench_attention.py --sweep --no-torch-compile --torch-threads 1
+
+Sizes (`--sizes`): `paper` (B=1024, T=50), `long` (B=64, T=1000),
+`candidates` (B=64, 100 candidates, T=50), and the history-length sweep
+`t50`, `t200`, `t1000`, `t5000`, `t10000` (`--sweep` runs all five): one
+candidate, E=32, lengths uniform in [1, T], and a batch that keeps a step's
+work about constant, B*T from 51,200 to 80,000 positions (B = 1024, 256,
+64, 16, 8), so that on a 2-core CPU each step takes tens to hundreds of
+milliseconds at every T. With B*T about constant, a cost linear in T shows as
+a flat row; the sweep's tables give time and peak memory per step, and per
+history position (`--quick` quarters every batch).
 
 One worker process per backend (KERAS_BACKEND is read once per process). In a
 worker, every implementation runs the same sizes on the same inputs and
@@ -30,11 +41,30 @@ Implementations:
   baseline this package is measured against.
 - DeepCTR-Torch (torch worker) and DeepCTR under tf-keras (tensorflow worker),
   with the same weights, where installed.
+- FuxiCTR (torch worker, where installed): `DIN_Attention` of FuxiCTR 2.3.10
+  (`fuxictr.pytorch.layers`), with the same weights, configured as the
+  others: sigmoid hidden activations (the layer's default is ReLU, FuxiCTR's
+  DIN model's Dice) and `use_softmax=True` (the layer's default and the DIN
+  model's, `din_use_softmax=False`, pool the raw scores, 0 at the padding).
+  It takes the candidate as `(B, E)` and a `(B, T)` mask (made once, outside
+  the timed step; its DIN model makes it from the item ids, `id != 0`),
+  multiplies the scores by the mask, then adds -1e9 at the padding before
+  the softmax, where DeepCTR and keras-din put -2^32 + 1: in float32 both
+  weigh the padding exactly 0, so the outputs agree. (An empty history,
+  which FuxiCTR pools as the mean of the whole padded history, does not
+  occur here: lengths start at 1.) Like DeepCTR-Torch it scores every
+  position. Its package `__init__`s import all of FuxiCTR, whose embeddings
+  import the data pipeline (polars, ray, h5py, pyarrow); the attention
+  module needs torch alone, so the benchmark loads it past those two
+  `__init__`s (`load_fuxictr_din_attention`).
 - keras-din baseline (and dense baseline), with `--baseline DIR`: the
   `keras_din` package of another checkout, imported as a renamed copy, so
   that a change is measured against the code before it in the same run.
 For many candidates, the baselines and peers get the same work flattened to
 one row per (user, candidate), since they take one candidate per row.
+Before timing, every implementation's inference output is checked against
+keras-din's (eager; float32 tolerance `1e-4`): a worker whose implementations
+disagree stops.
 
 Modes: eager, and compiled (`tf.function`, `tf.function(jit_compile=True)`,
 `jax.jit`, `torch.compile` where it works). Phases: a training step (loss =
@@ -43,7 +73,9 @@ inference. GFLOP/s use the nominal FLOPs of the concatenation formulation for
 every implementation (`2 N (4E H1 + H1 H2 + H2)` forward, 3x for training,
 `N = B C T`), against the machine's float32 matmul rate measured in the same
 worker. Peak memory is the rise of the process's peak resident set during one
-training step, after warm-up (Linux only).
+training step, after warm-up (Linux only), at the `long` and the sweep's
+sizes. `--torch-threads N` sets torch's intra-op threads (`torch.set_num_threads`)
+in the torch worker.
 
 On a GPU host each backend computes on its first GPU where it sees one
 (torch: CUDA; JAX and TensorFlow: their default device): the inputs and
@@ -79,6 +111,15 @@ SIZES = {
     "long": {"batch": 64, "candidates": 1, "history": 1000, "dim": 32},
     "candidates": {"batch": 64, "candidates": 100, "history": 50, "dim": 32},
 }
+# The history-length sweep: B*T between 51,200 and 80,000 positions a step.
+SWEEP = {
+    f"t{t}": {"batch": b, "candidates": 1, "history": t, "dim": 32}
+    for t, b in ((50, 1024), (200, 256), (1000, 64), (5000, 16), (10000, 8))
+}
+SIZES.update(SWEEP)
+DEFAULT_SIZES = ["paper", "long", "candidates"]
+# Where peak memory is measured (in a process of its own, see `run_worker`).
+MEMORY_SIZES = ("long", *SWEEP)
 # With glibc's default, every large tensor is a fresh mmap whose pages fault
 # in on first touch; above this threshold, large blocks are reused instead.
 TUNED_MMAP_THRESHOLD = "1073741824"
@@ -86,6 +127,10 @@ QUICK_SIZES = {
     "paper": {"batch": 256, "candidates": 1, "history": 50, "dim": 32},
     "long": {"batch": 16, "candidates": 1, "history": 1000, "dim": 32},
     "candidates": {"batch": 16, "candidates": 100, "history": 50, "dim": 32},
+    **{
+        name: {**size, "batch": max(2, size["batch"] // 4)}
+        for name, size in SWEEP.items()
+    },
 }
 UNITS = (80, 40)
 PADDING = -(2.0**32) + 1
@@ -325,12 +370,18 @@ class Runner:
             )
         return modes
 
-    def peer(self, query, keys, lengths, weights):
+    def peers(self, query, keys, lengths, weights):
+        """{name: modes} of the peers installed for this backend."""
         if self.backend == "torch":
-            return self._deepctr_torch(query, keys, lengths, weights)
-        if self.backend == "tensorflow":
-            return self._deepctr_tf(query, keys, lengths, weights)
-        return None
+            found = {
+                "DeepCTR-Torch": self._deepctr_torch(query, keys, lengths, weights),
+                "FuxiCTR": self._fuxictr(query, keys, lengths, weights),
+            }
+        elif self.backend == "tensorflow":
+            found = {"DeepCTR": self._deepctr_tf(query, keys, lengths, weights)}
+        else:
+            found = {}
+        return {name: modes for name, modes in found.items() if modes is not None}
 
     def _deepctr_torch(self, query, keys, lengths, weights):
         try:
@@ -365,6 +416,43 @@ class Runner:
 
         return self._torch_compiled(train_step, infer, q, k)
 
+    def _fuxictr(self, query, keys, lengths, weights):
+        din_attention = load_fuxictr_din_attention()
+        if din_attention is None:
+            return None
+        import torch
+
+        layer = din_attention(
+            embedding_dim=query.shape[-1],
+            attention_units=list(UNITS),
+            hidden_activations="Sigmoid",
+            use_softmax=True,
+        ).eval()
+        linears = [m for m in layer.modules() if isinstance(m, torch.nn.Linear)]
+        with torch.no_grad():
+            for i, linear in enumerate(linears):
+                linear.weight.copy_(torch.from_numpy(weights[2 * i].T.copy()))
+                linear.bias.copy_(torch.from_numpy(weights[2 * i + 1]))
+        device = self.torch_device
+        layer.to(device)
+        params = list(layer.parameters())
+        # FuxiCTR takes the candidate as (B, E) and the mask of the valid
+        # positions, which its DIN model makes from the item ids.
+        q = torch.tensor(query[:, 0], device=device, requires_grad=True)
+        k = torch.tensor(keys, device=device, requires_grad=True)
+        mask = torch.arange(keys.shape[1])[None, :] < torch.from_numpy(lengths)
+        mask = mask.to(device)
+
+        def train_step(q, k):
+            loss = layer(q, k, mask).sum()
+            return torch.autograd.grad(loss, [*params, q, k])
+
+        def infer(q, k):
+            with torch.no_grad():
+                return layer(q, k, mask)
+
+        return self._torch_compiled(train_step, infer, q, k)
+
     def _deepctr_tf(self, query, keys, lengths, weights):
         try:
             import tensorflow as tf
@@ -390,6 +478,82 @@ class Runner:
             return layer([q, k, n], training=False)
 
         return self._tf_compiled(train_step, infer)
+
+
+def load_fuxictr_din_attention():
+    """FuxiCTR's `DIN_Attention` class, or `None` where FuxiCTR is missing.
+
+    `fuxictr.pytorch.layers` and `fuxictr.pytorch.layers.blocks` import
+    every FuxiCTR layer in their `__init__`, and the embeddings import the
+    data pipeline (polars, ray, h5py, pyarrow). The attention module itself
+    imports torch and FuxiCTR's MLP block only, so those two packages are
+    entered as bare package modules (their folders, without running their
+    `__init__`) before it is imported.
+    """
+    import importlib.util
+    import types
+
+    try:
+        spec = importlib.util.find_spec("fuxictr")
+    except ImportError:
+        return None
+    if spec is None:
+        return None
+    root = Path(spec.submodule_search_locations[0])
+    for package in ("pytorch.layers", "pytorch.layers.blocks"):
+        name = f"fuxictr.{package}"
+        if name not in sys.modules:
+            module = types.ModuleType(name)
+            module.__path__ = [str(root.joinpath(*package.split(".")))]
+            sys.modules[name] = module
+    try:
+        from fuxictr.pytorch.layers.attentions.target_attention import DIN_Attention
+    except ImportError as error:
+        print(f"FuxiCTR left out: {error}", file=sys.stderr)
+        return None
+    return DIN_Attention
+
+
+def to_numpy(x):
+    """A backend's tensor (torch, TensorFlow, JAX) as a NumPy array."""
+    import numpy as np
+
+    if hasattr(x, "detach"):  # torch
+        return x.detach().cpu().numpy()
+    if hasattr(x, "numpy"):  # TensorFlow
+        return x.numpy()
+    return np.asarray(x)
+
+
+def check_outputs(impls, dim, tolerance=1e-4):
+    """Checks that every implementation's eager inference output is
+    keras-din's; returns {implementation: largest absolute difference}.
+
+    The outputs are compared as `(B * C, E)`: the peers take the flattened
+    candidates, and FuxiCTR returns `(B, E)`.
+    """
+    import numpy as np
+
+    def output(modes):
+        return to_numpy(modes["eager"][1]()).reshape(-1, dim)
+
+    reference = output(impls["keras-din"])
+    differences = {}
+    for impl, modes in impls.items():
+        result = output(modes)
+        if result.shape != reference.shape:
+            raise SystemExit(
+                f"{impl}'s output has {result.shape[0]} rows, keras-din's "
+                f"{reference.shape[0]}."
+            )
+        differences[impl] = float(np.abs(result - reference).max())
+        scale = 1.0 + np.abs(reference)
+        if not np.all(np.abs(result - reference) <= tolerance * scale):
+            raise SystemExit(
+                f"{impl}'s output differs from keras-din's by up to "
+                f"{differences[impl]:.3g} (tolerance {tolerance} relative)."
+            )
+    return differences
 
 
 def peak_rss_rise(fn):
@@ -488,6 +652,7 @@ def worker(
     memory=False,
     require_gpu=False,
     baseline=None,
+    torch_threads=None,
 ):
     """Times every call; with `memory`, measures peak memory instead.
 
@@ -496,6 +661,13 @@ def worker(
     """
     import keras
 
+    threads = None
+    if backend == "torch":
+        import torch
+
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
+        threads = torch.get_num_threads()
     baseline = import_baseline(baseline) if baseline else None
     runner = Runner(backend, torch_compile)
     gpu = runner.gpu
@@ -505,11 +677,15 @@ def worker(
         "backend": backend,
         "keras": keras.__version__,
         "accelerator": gpu,
+        "torch_threads": threads,
+        "sizes": sizes,
         "matmul_gflops": matmul_rate(backend, repeats, 2048 if gpu is None else 8192),
         "rows": [],
     }
     for size_name, size in sizes.items():
         query, keys, lengths, weights = make_case(size)
+        valid = int(lengths.sum()) * size["candidates"]
+        results.setdefault("valid_positions", {})[size_name] = valid
         flat = flatten_candidates(query, keys, lengths)
         impls = {"keras-din": runner.keras_din(query, keys, lengths, weights)}
         if backend != "jax":  # JAX computes every position anyway
@@ -525,9 +701,15 @@ def worker(
                     query, keys, lengths, weights, False, baseline
                 )
         impls["concat"] = runner.concat(*flat, weights)
-        peer = runner.peer(*flat, weights)
-        if peer is not None:
-            impls["DeepCTR-Torch" if backend == "torch" else "DeepCTR"] = peer
+        impls.update(runner.peers(*flat, weights))
+        if not memory:
+            differences = check_outputs(impls, size["dim"])
+            results.setdefault("max_abs_difference", {})[size_name] = differences
+            print(
+                f"[{backend}] {size_name} outputs agree with keras-din: "
+                + ", ".join(f"{k} {v:.1e}" for k, v in differences.items()),
+                file=sys.stderr,
+            )
         for phase_index, phase in enumerate(("train", "infer")):
             calls = {}
             for impl, modes in impls.items():
@@ -602,6 +784,8 @@ def print_tables(all_results, tuned_malloc=False):
         backend = results["backend"]
         rate = results["matmul_gflops"]
         device = results.get("accelerator") or "CPU"
+        threads = results.get("torch_threads")
+        device += f", {threads} intra-op threads" if threads else ""
         print(
             f"### {backend} (keras {results['keras']}; {device}; float32 matmul "
             f"{rate:.1f} GFLOP/s)\n"
@@ -634,18 +818,81 @@ def print_tables(all_results, tuned_malloc=False):
     )
 
 
+def print_sweep_tables(all_results):
+    """The history-length sweep, one column per T: time per step (and its
+    ratio to keras-din's), time and peak memory per valid position."""
+    for results in all_results:
+        print_sweep(results)
+    print(
+        "\nValid positions: the sum of the history lengths in the batch (about "
+        "half of B*T). A cost linear in the valid positions keeps its per-position "
+        "row flat across T."
+    )
+
+
+def print_sweep(results):
+    """`print_sweep_tables` for one backend."""
+    names = [name for name in results["sizes"] if name in SWEEP]
+    if not names:
+        return
+    sizes, valid = results["sizes"], results["valid_positions"]
+    rows = [r for r in results["rows"] if r["size"] in names]
+    ours = {
+        (r["size"], r["phase"], r["mode"]): r for r in rows if r["impl"] == "keras-din"
+    }
+    keys = list(dict.fromkeys((r["phase"], r["impl"], r["mode"]) for r in rows))
+    cell = {(r["size"], r["phase"], r["impl"], r["mode"]): r for r in rows}
+    columns = " | ".join(
+        f"T={sizes[n]['history']} (B={sizes[n]['batch']})" for n in names
+    )
+
+    def table(title, value, train_only=False):
+        print(f"\n#### {results['backend']}: {title}\n")
+        print(f"| phase | implementation | mode | {columns} |")
+        print("|---|---|---|" + "---:|" * len(names))
+        for phase, impl, mode in keys:
+            values = [value(cell.get((n, phase, impl, mode)), n) for n in names]
+            if train_only and (phase != "train" or not any(values)):
+                continue
+            print(f"| {phase} | {impl} | {mode} | " + " | ".join(values) + " |")
+
+    def time(row, name):
+        if row is None:
+            return ""
+        text = f"{row['median_ms']:.1f}"
+        reference = ours.get((name, row["phase"], row["mode"]))
+        if reference is None or row["impl"] == "keras-din":
+            return text
+        return f"{text} ({row['median_ms'] / reference['median_ms']:.2f})"
+
+    def per_position(row, name):
+        return "" if row is None else f"{1e6 * row['median_ms'] / valid[name]:.0f}"
+
+    def peak(row, name):
+        if row is None or row.get("peak_mb") is None:
+            return ""
+        per_position = row["peak_mb"] * 2**20 / valid[name]
+        return f"{row['peak_mb']:.1f} ({per_position:.0f})"
+
+    table("ms per step (x vs keras-din)", time)
+    table("ns per valid position", per_position)
+    table("peak MB of a training step (bytes per valid position)", peak, True)
+
+
 def run_worker(backend, args, repeats, memory=False):
     """Runs `worker` for one backend in a fresh process; returns its results."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
         path = out.name
     command = [sys.executable, __file__, "--worker", backend, "--worker-out", path]
-    sizes = ["long"] if memory else args.sizes
+    sizes = [s for s in args.sizes if s in MEMORY_SIZES] if memory else args.sizes
     command += ["--sizes", *sizes, "--repeats", str(repeats)]
     command += ["--quick"] * args.quick + ["--jax-eager"] * args.jax_eager
     command += ["--no-torch-compile"] * args.no_torch_compile
     command += ["--require-gpu"] * args.require_gpu
     command += ["--memory"] * memory
     command += ["--baseline", args.baseline] * bool(args.baseline)
+    if args.torch_threads:
+        command += ["--torch-threads", str(args.torch_threads)]
     env = {
         **os.environ,
         "KERAS_BACKEND": backend,
@@ -677,7 +924,20 @@ def run_worker(backend, args, repeats, memory=False):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", nargs="+", default=["torch", "tensorflow", "jax"])
-    parser.add_argument("--sizes", nargs="+", default=list(SIZES))
+    parser.add_argument(
+        "--sizes", nargs="+", choices=list(SIZES), default=DEFAULT_SIZES
+    )
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="the history-length sweep: --sizes " + " ".join(SWEEP),
+    )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        metavar="N",
+        help="torch's intra-op threads in the torch worker",
+    )
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="small sizes, 3 repeats")
     parser.add_argument("--jax-eager", action="store_true", help="also time JAX eager")
@@ -705,6 +965,8 @@ def main():
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
     parser.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.sweep:
+        args.sizes = list(SWEEP)
     sizes = {k: (QUICK_SIZES if args.quick else SIZES)[k] for k in args.sizes}
     repeats = 3 if args.quick else args.repeats
 
@@ -718,6 +980,7 @@ def main():
             memory=args.memory,
             require_gpu=args.require_gpu,
             baseline=args.baseline,
+            torch_threads=args.torch_threads,
         )
         with open(args.worker_out, "w") as f:
             json.dump(results, f)
@@ -726,17 +989,20 @@ def main():
     all_results = []
     for backend in args.backends:
         results = run_worker(backend, args, repeats)
-        if "long" in args.sizes:
+        if any(size in MEMORY_SIZES for size in args.sizes):
             peaks = run_worker(backend, args, repeats, memory=True)["rows"]
             peaks = {(r["size"], r["impl"], r["mode"]): r["peak_mb"] for r in peaks}
             for row in results["rows"]:
-                if row["phase"] == "train" and row["size"] == "long":
-                    row["peak_mb"] = peaks[(row["size"], row["impl"], row["mode"])]
+                key = (row["size"], row["impl"], row["mode"])
+                if row["phase"] == "train" and key in peaks:
+                    row["peak_mb"] = peaks[key]
         all_results.append(results)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(all_results, f, indent=1)
     print_tables(all_results, args.tuned_malloc)
+    if any(size in SWEEP for size in args.sizes):
+        print_sweep_tables(all_results)
 
 
 if __name__ == "__main__":

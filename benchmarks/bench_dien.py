@@ -3,6 +3,8 @@
 
     python benchmarks/bench_dien.py                # torch and JAX workers
     python benchmarks/bench_dien.py --quick        # batch 256, 3 repeats
+    python benchmarks/bench_dien.py --sweep --repeats 3 --torch-threads 1
+    python benchmarks/bench_dien.py --backends tensorflow --sizes t50 t200 t1000
 
 The work is DIEN's interest part at the paper's sizes (batch 1024, history
 50, embeddings 32, GRU width 32; history lengths uniform in [1, 50]): the
@@ -12,6 +14,12 @@ evolution, whose attention (64-16, softmax over the valid positions) scores
 the states against one candidate. A training step computes the gradients of
 `sum(output) + auxiliary loss` to every weight; inference computes the
 output (no auxiliary loss).
+
+Sizes (`--sizes`): `paper` (the default) and the history-length sweep of
+`bench_attention.py`, `t50`, `t200`, `t1000`, `t5000`, `t10000` (`--sweep`
+runs all five): B = 1024, 256, 64, 16, 8, so B*T stays between 51,200 and
+80,000 positions. The recurrences take T steps one after the other whatever
+B is, so at small B their time per step grows with T.
 
 - torch worker, eager: keras-din's `InterestExtractor` and
   `InterestEvolution`, against DeepCTR-Torch 0.3.0's `InterestExtractor`
@@ -23,11 +31,22 @@ output (no auxiliary loss).
   `keras.layers.RNN` over an AUGRU cell written with `keras.ops`; both use
   keras-din's attention layer, so what differs is the recurrences and the
   auxiliary loss.
+- tensorflow worker (not run by default), `tf.function` and, with
+  `--tf-xla`, `tf.function(jit_compile=True)`: keras-din alone. A known
+  history length is unrolled on TensorFlow (`_backend.scan_over_time`), so
+  the first call, which traces and builds the graph, grows with T; the
+  table's "first call" column is that time. Sizes above `--tf-max-history`
+  (default 1000) are left out of this worker.
 
 One process per backend; in a worker every implementation runs on the same
 inputs, interleaved repetition by repetition, and the median is reported,
 with its ratio to keras-din's median in the same run (above 1: keras-din is
-faster).
+faster). Each call is warmed up once (its time is the "first call" column:
+compilation under `jax.jit` and `tf.function`). Peak memory of a training
+step is measured as in `bench_attention.py` (the rise of the peak resident
+set, in a second process per backend with `MALLOC_MMAP_THRESHOLD_=65536`;
+TensorFlow's allocator keeps its pool, so its figure means little).
+`--torch-threads N` sets torch's intra-op threads.
 """
 
 import argparse
@@ -39,8 +58,24 @@ import sys
 import tempfile
 import time
 
-SIZES = {"batch": 1024, "history": 50, "dim": 32}
-QUICK_SIZES = {"batch": 256, "history": 50, "dim": 32}
+from bench_attention import SWEEP
+from bench_attention import peak_rss_rise
+from bench_attention import print_sweep_tables
+
+DIM = 32
+SIZES = {
+    "paper": {"batch": 1024, "history": 50, "dim": DIM},
+    **{
+        name: {"batch": size["batch"], "history": size["history"], "dim": DIM}
+        for name, size in SWEEP.items()
+    },
+}
+QUICK_SIZES = {
+    name: {**size, "batch": max(2, size["batch"] // 4)} for name, size in SIZES.items()
+}
+# Beyond this history length the tensorflow worker is left out: TensorFlow
+# unrolls the recurrence, and tracing grows with T.
+TF_MAX_HISTORY = 1000
 AUXILIARY_UNITS = (100, 50)
 ATTENTION_UNITS = (64, 16)
 
@@ -138,7 +173,7 @@ def keras_gru_model():
             state = (1.0 - update) * previous + update * candidate
             return state, [state]
 
-    dim = SIZES["dim"]
+    dim = DIM
     gru = keras.layers.GRU(dim, return_sequences=True)
     auxiliary = [keras.layers.Dense(u, activation="sigmoid") for u in AUXILIARY_UNITS]
     auxiliary.append(keras.layers.Dense(1))
@@ -282,98 +317,252 @@ def deepctr_torch_functions(case):
     return train, infer
 
 
-def worker(backend, size, repeats):
-    import keras
+def tf_functions(model, case, jit_compile):
+    import tensorflow as tf
 
-    case = make_case(size)
+    build, forward = model
+    variables = build(*case)
+    values = [v.value for v in variables]
+    tensors = [tf.constant(x) for x in case]
+
+    @tf.function(jit_compile=jit_compile)
+    def train():
+        with tf.GradientTape() as tape:
+            output, auxiliary = forward(values, *tensors, training=True)
+            loss = tf.reduce_sum(output) + auxiliary
+        return tape.gradient(loss, values)
+
+    @tf.function(jit_compile=jit_compile)
+    def infer():
+        return forward(values, *tensors, training=False)[0]
+
+    # On the CPU a TensorFlow call returns once its work is done.
+    return train, infer
+
+
+def implementations(backend, case, tf_xla=False):
+    """{(implementation, mode): (train, infer)} for one backend."""
     if backend == "torch":
-        impls = {"keras-din": torch_functions(keras_din_model(), case)}
+        impls = {("keras-din", "eager"): torch_functions(keras_din_model(), case)}
         peer = deepctr_torch_functions(case)
         if peer is not None:
-            impls["DeepCTR-Torch"] = peer
-        mode = "eager"
-    else:
-        impls = {
-            "keras-din": jax_functions(keras_din_model(), case),
-            "keras GRU": jax_functions(keras_gru_model(), case),
+            impls[("DeepCTR-Torch", "eager")] = peer
+        return impls
+    if backend == "jax":
+        return {
+            ("keras-din", "jax.jit"): jax_functions(keras_din_model(), case),
+            ("keras GRU", "jax.jit"): jax_functions(keras_gru_model(), case),
         }
-        mode = "jax.jit"
-    rows = []
-    for phase, index in (("train", 0), ("infer", 1)):
-        times = {name: [] for name in impls}
-        for fns in impls.values():
-            fns[index]()  # warm-up (and compilation)
-            fns[index]()
-        for _ in range(repeats):
-            for name, fns in impls.items():
+    impls = {("keras-din", "tf.function"): tf_functions(keras_din_model(), case, False)}
+    if tf_xla:
+        impls[("keras-din", "tf.function+XLA")] = tf_functions(
+            keras_din_model(), case, True
+        )
+    return impls
+
+
+def worker(backend, sizes, repeats, memory=False, torch_threads=None, tf_xla=False):
+    """Times every call; with `memory`, measures the peak memory of one
+    training step instead (in a process of its own, see `run_worker`)."""
+    import keras
+
+    threads = None
+    if backend == "torch":
+        import torch
+
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
+        threads = torch.get_num_threads()
+    results = {
+        "backend": backend,
+        "keras": keras.__version__,
+        "torch_threads": threads,
+        "sizes": sizes,
+        "valid_positions": {},
+        "rows": [],
+    }
+    for size_name, size in sizes.items():
+        case = make_case(size)
+        results["valid_positions"][size_name] = int(case[-1].sum())
+        impls = implementations(backend, case, tf_xla)
+        for phase, index in (("train", 0), ("infer", 1)):
+            if memory and phase == "infer":
+                continue
+            calls = {key: fns[index] for key, fns in impls.items()}
+            first = {}
+            for key, fn in calls.items():  # warm-up (and compilation)
                 start = time.perf_counter()
-                fns[index]()
-                times[name].append(1000 * (time.perf_counter() - start))
-        for name, ms in times.items():
-            rows.append(
-                {
-                    "phase": phase,
-                    "impl": name,
-                    "mode": mode,
-                    "median_ms": statistics.median(ms),
-                    "times_ms": ms,
-                }
-            )
-    return {"backend": backend, "keras": keras.__version__, "size": size, "rows": rows}
+                fn()
+                first[key] = time.perf_counter() - start
+            if memory:
+                for (impl, mode), fn in calls.items():
+                    peak = peak_rss_rise(fn)
+                    results["rows"].append(
+                        {
+                            "size": size_name,
+                            "impl": impl,
+                            "mode": mode,
+                            "peak_mb": None if peak is None else peak / 2**20,
+                        }
+                    )
+                continue
+            times = {key: [] for key in calls}
+            for _ in range(repeats):
+                for key, fn in calls.items():
+                    start = time.perf_counter()
+                    fn()
+                    times[key].append(1000 * (time.perf_counter() - start))
+            for (impl, mode), ms in times.items():
+                results["rows"].append(
+                    {
+                        "size": size_name,
+                        "phase": phase,
+                        "impl": impl,
+                        "mode": mode,
+                        "first_s": first[(impl, mode)],
+                        "median_ms": statistics.median(ms),
+                        "times_ms": ms,
+                    }
+                )
+            print(f"[{backend}] {size_name} {phase} done", file=sys.stderr)
+    return results
 
 
 def print_table(all_results):
     for results in all_results:
-        size = results["size"]
+        threads = results.get("torch_threads")
+        threads = f"; {threads} intra-op threads" if threads else ""
+        print(f"\n### {results['backend']} (keras {results['keras']}{threads})\n")
         print(
-            f"\n### {results['backend']} (keras {results['keras']}; B={size['batch']}, "
-            f"T={size['history']}, E=H={size['dim']})\n"
+            "| size | B | T | phase | implementation | mode | first call s | "
+            "median ms | x vs keras-din | peak MB |"
         )
-        print("| phase | implementation | mode | median ms | x vs keras-din |")
-        print("|---|---|---|---:|---:|")
-        ours = {r["phase"]: r for r in results["rows"] if r["impl"] == "keras-din"}
+        print("|---|---:|---:|---|---|---|---:|---:|---:|---:|")
+        ours = {
+            (r["size"], r["phase"], r["mode"]): r
+            for r in results["rows"]
+            if r["impl"] == "keras-din"
+        }
         for r in results["rows"]:
-            ratio = r["median_ms"] / ours[r["phase"]]["median_ms"]
-            print(
-                f"| {r['phase']} | {r['impl']} | {r['mode']} | "
-                f"{r['median_ms']:.1f} | {ratio:.2f} |"
+            size = results["sizes"][r["size"]]
+            reference = ours.get((r["size"], r["phase"], r["mode"]))
+            ratio = (
+                f"{r['median_ms'] / reference['median_ms']:.2f}" if reference else "-"
             )
-    print("\nx vs keras-din: the row's median over keras-din's (above 1: faster).")
+            peak = f"{r['peak_mb']:.1f}" if r.get("peak_mb") is not None else ""
+            print(
+                f"| {r['size']} | {size['batch']} | {size['history']} | "
+                f"{r['phase']} | {r['impl']} | {r['mode']} | {r['first_s']:.1f} | "
+                f"{r['median_ms']:.1f} | {ratio} | {peak} |"
+            )
+    print(
+        "\nx vs keras-din: the row's median over keras-din's in the same size, "
+        "phase and mode (above 1: keras-din is faster). First call: the "
+        "warm-up call, tracing and compilation included."
+    )
+
+
+def run_worker(backend, args, sizes, repeats, memory=False):
+    """Runs `worker` for one backend in a fresh process; returns its results."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
+        path = out.name
+    command = [sys.executable, __file__, "--worker", backend, "--worker-out", path]
+    command += ["--sizes", *sizes, "--repeats", str(repeats)]
+    command += ["--quick"] * args.quick + ["--memory"] * memory
+    command += ["--tf-xla"] * args.tf_xla
+    if args.torch_threads:
+        command += ["--torch-threads", str(args.torch_threads)]
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    if memory:  # the resident set follows the live tensors (bench_attention.py)
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    if subprocess.run(command, env=env).returncode != 0:
+        os.unlink(path)
+        raise SystemExit(f"The {backend} worker failed (its error is above).")
+    with open(path) as f:
+        results = json.load(f)
+    os.unlink(path)
+    return results
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", nargs="+", default=["torch", "jax"])
+    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=["paper"])
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="the history-length sweep: --sizes " + " ".join(SWEEP),
+    )
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--quick", action="store_true", help="batch 256, 3 repeats")
+    parser.add_argument("--quick", action="store_true", help="batch / 4, 3 repeats")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        metavar="N",
+        help="torch's intra-op threads in the torch worker",
+    )
+    parser.add_argument(
+        "--tf-xla", action="store_true", help="also time tf.function(jit_compile=True)"
+    )
+    parser.add_argument(
+        "--tf-max-history",
+        type=int,
+        default=TF_MAX_HISTORY,
+        help="leave the tensorflow worker's longer sizes out "
+        f"(default {TF_MAX_HISTORY}: the unrolled recurrence traces slowly)",
+    )
+    parser.add_argument(
+        "--no-memory", action="store_true", help="skip the peak-memory processes"
+    )
     parser.add_argument("--json", help="write the raw results here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
+    parser.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    size = QUICK_SIZES if args.quick else SIZES
+    if args.sweep:
+        args.sizes = list(SWEEP)
+    table = QUICK_SIZES if args.quick else SIZES
     repeats = 3 if args.quick else args.repeats
     if args.worker:
+        results = worker(
+            args.worker,
+            {name: table[name] for name in args.sizes},
+            repeats,
+            memory=args.memory,
+            torch_threads=args.torch_threads,
+            tf_xla=args.tf_xla,
+        )
         with open(args.worker_out, "w") as f:
-            json.dump(worker(args.worker, size, repeats), f)
+            json.dump(results, f)
         return
     all_results = []
     for backend in args.backends:
-        if backend not in ("torch", "jax"):
-            raise SystemExit(f"--backends: expected torch or jax. Received: {backend}")
-        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
-            path = out.name
-        command = [sys.executable, __file__, "--worker", backend, "--worker-out", path]
-        command += ["--repeats", str(repeats)] + ["--quick"] * args.quick
-        env = {**os.environ, "KERAS_BACKEND": backend}
-        if subprocess.run(command, env=env).returncode != 0:
-            raise SystemExit(f"The {backend} worker failed (its error is above).")
-        with open(path) as f:
-            all_results.append(json.load(f))
-        os.unlink(path)
+        if backend not in ("torch", "jax", "tensorflow"):
+            raise SystemExit(
+                f"--backends: expected torch, jax or tensorflow. Received: {backend}"
+            )
+        sizes = args.sizes
+        if backend == "tensorflow":
+            sizes = [s for s in sizes if table[s]["history"] <= args.tf_max_history]
+            left_out = [s for s in args.sizes if s not in sizes]
+            if left_out:
+                print(f"[tensorflow] left out (--tf-max-history): {left_out}")
+            if not sizes:
+                continue
+        results = run_worker(backend, args, sizes, repeats)
+        if not args.no_memory:
+            peaks = run_worker(backend, args, sizes, repeats, memory=True)["rows"]
+            peaks = {(r["size"], r["impl"], r["mode"]): r["peak_mb"] for r in peaks}
+            for row in results["rows"]:
+                if row["phase"] == "train":
+                    row["peak_mb"] = peaks.get((row["size"], row["impl"], row["mode"]))
+        all_results.append(results)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(all_results, f, indent=1)
     print_table(all_results)
+    if any(size in SWEEP for size in args.sizes):
+        print_sweep_tables(all_results)
 
 
 if __name__ == "__main__":
