@@ -62,15 +62,23 @@ def cases(draw):
     return case
 
 
-def run(case, query, keys, table, weights, target):
-    """The output and, after one SGD step, every weight and embedding row."""
+# JAX compiles every operation it runs eagerly, once per shape: about a
+# hundred compilations for each drawn shape, where `jit` (Keras's default
+# there) compiles a prediction and a train step once. TensorFlow and torch
+# run eagerly: a traced train step per drawn shape would take most of the time.
+EAGER = keras.backend.backend() != "jax"
+
+
+def run(case, query, keys, tables, weights, target):
+    """For each history table of `tables`: the output and, after one SGD
+    step from the same weights, every weight and embedding row."""
     batch, candidates, dim = query.shape
     history = keys.shape[1]
     item_ids = keras.Input((candidates,), dtype="int32")
     history_ids = keras.Input((history,), dtype="int32")
     # (One spare row: Keras's torch trainer builds on placeholder ids of 1.)
     items = keras.layers.Embedding(batch * candidates + 1, dim)
-    histories = keras.layers.Embedding(len(table), dim, mask_zero=True)
+    histories = keras.layers.Embedding(len(tables[0]), dim, mask_zero=True)
     layer = AttentionSequencePoolingLayer(
         att_hidden_units=HIDDEN,
         weight_normalization=case["weight_normalization"],
@@ -83,9 +91,12 @@ def run(case, query, keys, table, weights, target):
         inputs.append(keras.Input((), dtype="int32"))
         layer_inputs.append(inputs[-1])
     model = keras.Model(inputs, layer(layer_inputs))
-    layer.set_weights(weights)
-    items.set_weights([np.concatenate([query.reshape(-1, dim), np.zeros((1, dim))])])
-    histories.set_weights([table])
+    # Plain SGD keeps no state between steps: each table's step starts alike.
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=1.0),
+        loss=lambda y, out: keras.ops.sum(y * out),
+        run_eagerly=EAGER,
+    )
     ids = np.arange(1, batch * history + 1).reshape(batch, history)
     data = [
         np.arange(batch * candidates).reshape(batch, candidates),
@@ -93,18 +104,21 @@ def run(case, query, keys, table, weights, target):
     ]
     if case["lengths"] is not None:
         data.append(case["lengths"].astype("int32"))
-    output = to_numpy(model(data))
-    # Eager: a compiled train step per drawn shape would take most of the time.
-    model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=1.0),
-        loss=lambda y, out: keras.ops.sum(y * out),
-        run_eagerly=True,
-    )
-    model.train_on_batch(data, target)
-    moved = [
-        to_numpy(w) for w in (items.embeddings, histories.embeddings, *layer.weights)
-    ]
-    return output, moved
+    results = []
+    for table in tables:
+        layer.set_weights(weights)
+        items.set_weights(
+            [np.concatenate([query.reshape(-1, dim), np.zeros((1, dim))])]
+        )
+        histories.set_weights([table])
+        output = to_numpy(model(data) if EAGER else model.predict_on_batch(data))
+        model.train_on_batch(data, target)
+        moved = [
+            to_numpy(w)
+            for w in (items.embeddings, histories.embeddings, *layer.weights)
+        ]
+        results.append((output, moved))
+    return results
 
 
 @settings(
@@ -139,8 +153,9 @@ def test_padding_never_changes_valid_outputs_or_gradients(case):
     out_shape = (batch, candidates, history if case["return_score"] else dim)
     target = rng.normal(size=out_shape).astype("float32")
 
-    output, moved = run(case, query, keys, clean, weights, target)
-    garbage_output, garbage_moved = run(case, query, keys, garbage, weights, target)
+    (output, moved), (garbage_output, garbage_moved) = run(
+        case, query, keys, [clean, garbage], weights, target
+    )
 
     clean_keys = clean[1:].reshape(batch, history, dim)
     scores = ref.unit_scores(
