@@ -75,7 +75,8 @@ every implementation (`2 N (4E H1 + H1 H2 + H2)` forward, 3x for training,
 worker. Peak memory is the rise of the process's peak resident set during one
 training step, after warm-up (Linux only), at the `long` and the sweep's
 sizes. `--torch-threads N` sets torch's intra-op threads (`torch.set_num_threads`)
-in the torch worker.
+in the torch worker; `--busy-cores N` keeps N cores busy, a spinning process
+each, while the workers time (a shared machine, the same in every run).
 
 On a GPU host each backend computes on its first GPU where it sees one
 (torch: CUDA; JAX and TensorFlow: their default device): the inputs and
@@ -92,6 +93,7 @@ it.
 """
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -879,6 +881,20 @@ def print_sweep(results):
     table("peak MB of a training step (bytes per valid position)", peak, True)
 
 
+@contextlib.contextmanager
+def busy_cores(count):
+    """`count` processes that spin on a core each while the block runs: the
+    shared machine of `--busy-cores`, made the same from run to run."""
+    spin = [sys.executable, "-c", "while True: pass"]
+    spinners = [subprocess.Popen(spin) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
 def run_worker(backend, args, repeats, memory=False):
     """Runs `worker` for one backend in a fresh process; returns its results."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
@@ -938,6 +954,13 @@ def main():
         metavar="N",
         help="torch's intra-op threads in the torch worker",
     )
+    parser.add_argument(
+        "--busy-cores",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep N cores busy (a spinning process each) while timing",
+    )
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="small sizes, 3 repeats")
     parser.add_argument("--jax-eager", action="store_true", help="also time JAX eager")
@@ -988,7 +1011,8 @@ def main():
 
     all_results = []
     for backend in args.backends:
-        results = run_worker(backend, args, repeats)
+        with busy_cores(args.busy_cores):
+            results = run_worker(backend, args, repeats)
         if any(size in MEMORY_SIZES for size in args.sizes):
             peaks = run_worker(backend, args, repeats, memory=True)["rows"]
             peaks = {(r["size"], r["impl"], r["mode"]): r["peak_mb"] for r in peaks}

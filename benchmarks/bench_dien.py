@@ -32,11 +32,9 @@ B is, so at small B their time per step grows with T.
   keras-din's attention layer, so what differs is the recurrences and the
   auxiliary loss.
 - tensorflow worker (not run by default), `tf.function` and, with
-  `--tf-xla`, `tf.function(jit_compile=True)`: keras-din alone. A known
-  history length is unrolled on TensorFlow (`_backend.scan_over_time`), so
-  the first call, which traces and builds the graph, grows with T; the
-  table's "first call" column is that time. Sizes above `--tf-max-history`
-  (default 1000) are left out of this worker.
+  `--tf-xla`, `tf.function(jit_compile=True)`: keras-din alone (its
+  recurrence is a `tf.while_loop` bounded by T, so its first call, the
+  "first call" column, takes seconds at every T).
 
 One process per backend; in a worker every implementation runs on the same
 inputs, interleaved repetition by repetition, and the median is reported,
@@ -73,9 +71,6 @@ SIZES = {
 QUICK_SIZES = {
     name: {**size, "batch": max(2, size["batch"] // 4)} for name, size in SIZES.items()
 }
-# Beyond this history length the tensorflow worker is left out: TensorFlow
-# unrolls the recurrence, and tracing grows with T.
-TF_MAX_HISTORY = 1000
 AUXILIARY_UNITS = (100, 50)
 ATTENTION_UNITS = (64, 16)
 
@@ -505,13 +500,6 @@ def main():
         "--tf-xla", action="store_true", help="also time tf.function(jit_compile=True)"
     )
     parser.add_argument(
-        "--tf-max-history",
-        type=int,
-        default=TF_MAX_HISTORY,
-        help="leave the tensorflow worker's longer sizes out "
-        f"(default {TF_MAX_HISTORY}: the unrolled recurrence traces slowly)",
-    )
-    parser.add_argument(
         "--no-memory", action="store_true", help="skip the peak-memory processes"
     )
     parser.add_argument("--json", help="write the raw results here")
@@ -542,13 +530,6 @@ def main():
                 f"--backends: expected torch, jax or tensorflow. Received: {backend}"
             )
         sizes = args.sizes
-        if backend == "tensorflow":
-            sizes = [s for s in sizes if table[s]["history"] <= args.tf_max_history]
-            left_out = [s for s in args.sizes if s not in sizes]
-            if left_out:
-                print(f"[tensorflow] left out (--tf-max-history): {left_out}")
-            if not sizes:
-                continue
         results = run_worker(backend, args, sizes, repeats)
         if not args.no_memory:
             peaks = run_worker(backend, args, sizes, repeats, memory=True)["rows"]

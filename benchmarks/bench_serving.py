@@ -5,17 +5,21 @@ sizes (`keras_din.models.DIN(..., candidates=None)`, item and category
 embeddings of 16 each, attention units (80, 40), MLP (200, 80)), exports it
 once with plain `model.export`, and times the exported model the way a server
 runs it, one request (one user, batch 1, C candidates) at a time:
-a TensorFlow SavedModel (`tf.saved_model.load`, from the TensorFlow
-backend) and ONNX (onnxruntime, from the torch backend). Prints p50 and p99
-per request, and the request's arithmetic (GFLOP) with the bound it sets at
-this machine's measured float32 matmul rate. The worker of each format runs
-in this interpreter: it needs TensorFlow for `saved_model`, and torch with
-`keras-din[onnx]` for `onnx` (`--formats` picks).
+a TensorFlow SavedModel (`tf.saved_model.load`) from the TensorFlow backend
+(`saved_model`: a TensorFlow graph, op by op) or from JAX (`saved_model_jax`:
+the model as one XLA program, its elementwise operations fused), and ONNX
+(onnxruntime, from the torch backend). Prints p50 and p99 per request, and
+the request's arithmetic (GFLOP) with the bound it sets at this machine's
+measured float32 matmul rate. The worker of each format runs in this
+interpreter: it needs TensorFlow for `saved_model`, JAX and TensorFlow for
+`saved_model_jax`, and torch with `keras-din[onnx]` for `onnx` (`--formats`
+picks).
 
     python benchmarks/bench_serving.py  # both formats, issue 26's C and T
     python benchmarks/bench_serving.py --formats onnx --candidates 200 --lengths 1000
     python benchmarks/bench_serving.py --threads 1  # one intra-op thread
     python benchmarks/bench_serving.py --att-activation sigmoid
+    python benchmarks/bench_serving.py --formats saved_model_jax  # jax, tensorflow
 """
 
 import argparse
@@ -32,7 +36,7 @@ EMBEDDING = 16  # per feature: the keys are item and category, 2 * 16 wide
 ATTENTION = (80, 40)
 MLP = (200, 80)
 ITEMS, CATEGORIES = 100_000, 1_000
-BACKEND_OF = {"saved_model": "tensorflow", "onnx": "torch"}
+BACKEND_OF = {"saved_model": "tensorflow", "saved_model_jax": "jax", "onnx": "torch"}
 
 
 def request_flops(candidates, length):
@@ -98,7 +102,7 @@ def request(candidates, length, seed=0):
 
 def serving_function(model, export_format, folder, threads):
     """A function of the request dict that runs the exported model."""
-    if export_format == "saved_model":
+    if export_format.startswith("saved_model"):
         import tensorflow as tf
 
         if threads:
@@ -158,7 +162,12 @@ def worker(export_format, candidates, lengths, repeats, threads, att_activation)
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--formats", nargs="+", default=["onnx", "saved_model"])
+    parser.add_argument(
+        "--formats",
+        nargs="+",
+        choices=list(BACKEND_OF),
+        default=["onnx", "saved_model"],
+    )
     parser.add_argument(
         "--candidates", nargs="+", type=int, default=[1, 100, 200, 1000]
     )

@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 import reference as ref
+from keras import ops
 from layer_checks import assert_config_round_trip
 from layer_checks import assert_save_load
 from layer_checks import random_like_weights
@@ -120,11 +121,11 @@ def test_history_axis_of_length_zero_gives_zeros(rng, gru_type, candidates):
     assert np.isfinite(loss)
 
 
-def dien_model(rng, gru_type="AUGRU"):
+def dien_model(rng, gru_type="AUGRU", history_length=6):
     """A compiled DIEN model (output in float32) and a batch of its inputs."""
     item = keras.Input((3,))
-    history = keras.Input((6, 3))
-    negative = keras.Input((6, 3))
+    history = keras.Input((history_length, 3))
+    negative = keras.Input((history_length, 3))
     length = keras.Input((), dtype="int32")
     interests = InterestExtractor(
         auxiliary_loss_weight=1.0, auxiliary_hidden_units=(4,)
@@ -137,11 +138,40 @@ def dien_model(rng, gru_type="AUGRU"):
     model.compile(optimizer="adam", loss="binary_crossentropy")
     data = [
         rng.normal(size=(4, 3)).astype("float32"),
-        rng.normal(size=(4, 6, 3)).astype("float32"),
-        rng.normal(size=(4, 6, 3)).astype("float32"),
-        np.array([0, 1, 4, 6]),
+        rng.normal(size=(4, history_length, 3)).astype("float32"),
+        rng.normal(size=(4, history_length, 3)).astype("float32"),
+        np.array([0, 1, history_length - 2, history_length]),
     ]
     return model, evolved, data
+
+
+def traced_training_step_size(history_length):
+    """The number of operations in the traced graph of a DIEN model's
+    gradient (top level: a loop's body counts once)."""
+    model, _, data = dien_model(np.random.default_rng(0), history_length=history_length)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function
+        def gradient(data):
+            with tf.GradientTape() as tape:
+                loss = ops.sum(model(data, training=True)) + sum(model.losses)
+            return tape.gradient(loss, model.trainable_weights)
+
+        return len(gradient.get_concrete_function(data).graph.get_operations())
+    import jax
+
+    def loss(trainable, non_trainable):
+        output, _, losses = model.stateless_call(
+            trainable, non_trainable, data, training=True, return_losses=True
+        )
+        return ops.sum(output) + sum(losses)
+
+    values = [
+        [v.value for v in w]
+        for w in (model.trainable_weights, model.non_trainable_weights)
+    ]
+    return len(jax.make_jaxpr(jax.grad(loss))(*values).eqns)
 
 
 @pytest.mark.skipif(
@@ -169,6 +199,15 @@ def test_dien_trains_under_xla_as_without_it(rng, gru_type):
     np.testing.assert_allclose(xla_losses, losses, rtol=1e-5)
     for xla, plain in zip(xla_weights, weights, strict=True):
         np.testing.assert_allclose(xla, plain, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "torch",
+    reason="torch runs eagerly, a Python loop over the time steps: no graph",
+)
+def test_traced_training_step_does_not_grow_with_history_length():
+    # A graph unrolled over T took 197 s to trace at T=1000 on TensorFlow.
+    assert traced_training_step_size(4) == traced_training_step_size(40)
 
 
 @pytest.mark.parametrize("gru_type", TYPES)
