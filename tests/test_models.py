@@ -700,3 +700,42 @@ def test_dien_trains_on_long_skewed_histories_without_diverging():
     evolution = model.get_layer("history_interest_evolution")
     states = keras.Model(model.input, evolution.output).predict(x, verbose=0)
     assert np.max(np.abs(states)) <= 1.0
+
+
+@pytest.mark.parametrize("build", [DIN, DIEN])
+def test_thousand_behaviours_train_and_score_as_a_shorter_padding(rng, build):
+    # Full-length attention at T = 1,000 on every backend: after a training
+    # step there, the same weights in a model of max_length 700 give the
+    # same scores to every history of up to 700 behaviours (the padding,
+    # 300 positions more, changes nothing; for DIEN, its two recurrences).
+    def model(max_length):
+        negatives = {"history": "negative_history"} if build is DIEN else None
+        history = BehaviorSequence(
+            "history", {"history": "item"}, max_length, negatives=negatives
+        )
+        return build(
+            [Feature("item", 50, 4)],
+            [history],
+            att_hidden_units=(4,),
+            dnn_hidden_units=(4,),
+        )
+
+    lengths = np.array([1000, 700, 317, 1, 0])
+    ids = rng.integers(1, 50, size=(5, 1000))
+    x = {
+        "item": rng.integers(1, 50, size=5),
+        "history": np.where(np.arange(1000) < lengths[:, None], ids, 0),
+        "negative_history": rng.integers(1, 50, size=(5, 1000)),
+    }
+    long = model(1000)
+    x = inputs_of(long, x)
+    long.compile(optimizer="adam", loss="binary_crossentropy")
+    loss = long.train_on_batch(x, np.array([1, 0, 1, 0, 1], "float32"))
+    assert np.isfinite(loss)
+    short = model(700)
+    short.set_weights(long.get_weights())
+    scores = long.predict(x, verbose=0)
+    cut = {name: v[:, :700] if v.ndim == 2 else v for name, v in x.items()}
+    short_scores = short.predict({k: v[1:] for k, v in cut.items()}, verbose=0)
+    assert np.all(np.isfinite(scores))
+    np.testing.assert_allclose(short_scores, scores[1:], rtol=1e-5, atol=1e-6)
