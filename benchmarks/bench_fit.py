@@ -228,6 +228,27 @@ def set_torch_threads(threads):
         torch.set_num_threads(threads)
 
 
+def warm_up_then_time(model, x, y, options, timer):
+    """Fits `--warmup` batches, then `--epochs` epochs timed by `timer`: the
+    same two `fit` calls for every implementation (Keras-style `fit`)."""
+    warm = options.warmup * options.batch_size
+    model.fit(
+        {k: v[:warm] for k, v in x.items()},
+        y[:warm],
+        batch_size=options.batch_size,
+        verbose=0,
+    )
+    model.fit(
+        x,
+        y,
+        batch_size=options.batch_size,
+        epochs=options.epochs,
+        shuffle=True,
+        verbose=0,
+        callbacks=[timer],
+    )
+
+
 def fit_keras_din(kind, data, sizes, options):
     """`(timer, backend)` for keras-din's `kind` on Keras's backend."""
     import keras
@@ -248,23 +269,8 @@ def fit_keras_din(kind, data, sizes, options):
         optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="binary_crossentropy"
     )
     x = example.features(data, model)
-    warm = options.warmup * options.batch_size
-    model.fit(
-        {k: v[:warm] for k, v in x.items()},
-        data["y"][:warm],
-        batch_size=options.batch_size,
-        verbose=0,
-    )
     timer = callback(keras.callbacks.Callback)
-    model.fit(
-        x,
-        data["y"],
-        batch_size=options.batch_size,
-        epochs=options.epochs,
-        shuffle=True,
-        verbose=0,
-        callbacks=[timer],
-    )
+    warm_up_then_time(model, x, data["y"], options, timer)
     return timer, backend
 
 
@@ -352,25 +358,10 @@ def fit_deepctr_torch(kind, data, sizes, options):
         torch.optim.Adam(model.parameters(), lr=LEARNING_RATE), "binary_crossentropy"
     )
     x = peer_inputs(data, kind)
-    warm = options.warmup * options.batch_size
     timer = callback(deepctr_torch.callbacks.Callback)
     # Its fit prints the device and the sample counts.
     with contextlib.redirect_stdout(io.StringIO()):
-        model.fit(
-            {k: v[:warm] for k, v in x.items()},
-            data["y"][:warm],
-            batch_size=options.batch_size,
-            verbose=0,
-        )
-        model.fit(
-            x,
-            data["y"],
-            batch_size=options.batch_size,
-            epochs=options.epochs,
-            shuffle=True,
-            verbose=0,
-            callbacks=[timer],
-        )
+        warm_up_then_time(model, x, data["y"], options, timer)
     return timer, "torch"
 
 
@@ -436,23 +427,8 @@ def fit_deepctr(kind, data, sizes, options):
     if kind == "din":
         del x["seq_length"]
     x = {k: v.reshape(-1, 1) if v.ndim == 1 else v for k, v in x.items()}
-    warm = options.warmup * options.batch_size
-    model.fit(
-        {k: v[:warm] for k, v in x.items()},
-        data["y"][:warm],
-        batch_size=options.batch_size,
-        verbose=0,
-    )
     timer = callback(tf.keras.callbacks.Callback)
-    model.fit(
-        x,
-        data["y"],
-        batch_size=options.batch_size,
-        epochs=options.epochs,
-        shuffle=True,
-        verbose=0,
-        callbacks=[timer],
-    )
+    warm_up_then_time(model, x, data["y"], options, timer)
     mode = "graph" if kind == "dien" else "eager"
     return timer, f"tensorflow ({mode})"
 
