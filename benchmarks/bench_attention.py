@@ -94,6 +94,7 @@ it.
 
 import argparse
 import contextlib
+import functools
 import importlib
 import json
 import os
@@ -578,6 +579,23 @@ def peak_rss_rise(fn):
     return status("VmHWM:") - before
 
 
+def peak_rows(size_name, calls, measure):
+    """One result row per `(impl, mode)` of `calls`: the peak memory in MB
+    that `measure(fn)` gives in bytes (None where it cannot tell)."""
+    rows = []
+    for (impl, mode), fn in calls.items():
+        peak = measure(fn)
+        rows.append(
+            {
+                "size": size_name,
+                "impl": impl,
+                "mode": mode,
+                "peak_mb": None if peak is None else peak / 2**20,
+            }
+        )
+    return rows
+
+
 def peak_memory(backend, fn, on_gpu):
     """Rise of the peak memory (bytes) while `fn` runs, or None.
 
@@ -724,16 +742,10 @@ def worker(
                 fn()
             if memory:
                 if phase == "train":
-                    for (impl, mode), fn in calls.items():
-                        peak = peak_memory(backend, fn, gpu is not None)
-                        results["rows"].append(
-                            {
-                                "size": size_name,
-                                "impl": impl,
-                                "mode": mode,
-                                "peak_mb": None if peak is None else peak / 2**20,
-                            }
-                        )
+                    measure = functools.partial(
+                        peak_memory, backend, on_gpu=gpu is not None
+                    )
+                    results["rows"] += peak_rows(size_name, calls, measure)
                 continue
             times = {key: [] for key in calls}
             order, shuffler = list(calls), random.Random(0)

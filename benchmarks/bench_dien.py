@@ -57,6 +57,7 @@ import tempfile
 import time
 
 from bench_attention import SWEEP
+from bench_attention import peak_rows
 from bench_attention import peak_rss_rise
 from bench_attention import print_sweep_tables
 
@@ -390,16 +391,7 @@ def worker(backend, sizes, repeats, memory=False, torch_threads=None, tf_xla=Fal
                 fn()
                 first[key] = time.perf_counter() - start
             if memory:
-                for (impl, mode), fn in calls.items():
-                    peak = peak_rss_rise(fn)
-                    results["rows"].append(
-                        {
-                            "size": size_name,
-                            "impl": impl,
-                            "mode": mode,
-                            "peak_mb": None if peak is None else peak / 2**20,
-                        }
-                    )
+                results["rows"] += peak_rows(size_name, calls, peak_rss_rise)
                 continue
             times = {key: [] for key in calls}
             for _ in range(repeats):
