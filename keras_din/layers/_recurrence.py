@@ -35,6 +35,29 @@ def orthogonal(seed):
     return initialize
 
 
+def add_gru_weights(layer, dim, units, seed):
+    """Creates on `layer`, in this order, the recurrence's `kernel (dim, 3
+    units)`, `recurrent_kernel (units, 3 units)`, `bias` and
+    `recurrent_bias (3 units,)`; returns them (`gated_recurrence`'s order).
+    The kernels' initialisers take `seed` and `seed + 1`."""
+    return (
+        layer.add_weight(
+            shape=(dim, 3 * units),
+            initializer=keras.initializers.GlorotUniform(seed),
+            name="kernel",
+        ),
+        layer.add_weight(
+            shape=(units, 3 * units),
+            initializer=orthogonal(None if seed is None else seed + 1),
+            name="recurrent_kernel",
+        ),
+        layer.add_weight(shape=(3 * units,), initializer="zeros", name="bias"),
+        layer.add_weight(
+            shape=(3 * units,), initializer="zeros", name="recurrent_bias"
+        ),
+    )
+
+
 def check_exportable(layer, history_length):
     """Refuses a torch export that would serve one history length silently.
 

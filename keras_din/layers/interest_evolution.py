@@ -11,9 +11,9 @@ from keras_din.layers._checks import static_shape
 from keras_din.layers._masking import valid_positions
 from keras_din.layers._masking import zero_padding
 from keras_din.layers._recurrence import GRU_TYPES
+from keras_din.layers._recurrence import add_gru_weights
 from keras_din.layers._recurrence import check_exportable
 from keras_din.layers._recurrence import gated_recurrence
-from keras_din.layers._recurrence import orthogonal
 from keras_din.layers.attention_sequence_pooling_layer import (
     AttentionSequencePoolingLayer,
 )
@@ -146,23 +146,8 @@ class InterestEvolution(keras.layers.Layer):
         self._history_length, dim = static_shape(keys_shape)[1:]
         units = self.units or dim
         self.attention.build([query_shape, keys_shape])
-        seed = self.seed
-        self.kernel = self.add_weight(
-            shape=(dim, 3 * units),
-            initializer=keras.initializers.GlorotUniform(seed=seed),
-            name="kernel",
-        )
-        self.recurrent_kernel = self.add_weight(
-            shape=(units, 3 * units),
-            initializer=orthogonal(None if seed is None else seed + 1),
-            name="recurrent_kernel",
-        )
-        self.bias = self.add_weight(
-            shape=(3 * units,), initializer="zeros", name="bias"
-        )
-        self.recurrent_bias = self.add_weight(
-            shape=(3 * units,), initializer="zeros", name="recurrent_bias"
-        )
+        gru = add_gru_weights(self, dim, units, self.seed)
+        self.kernel, self.recurrent_kernel, self.bias, self.recurrent_bias = gru
 
     def call(self, inputs, mask=None, training=None):
         if isinstance(mask, (list, tuple)):

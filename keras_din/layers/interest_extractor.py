@@ -13,9 +13,9 @@ from keras_din.layers._checks import dims_disagree
 from keras_din.layers._checks import static_shape
 from keras_din.layers._masking import valid_positions
 from keras_din.layers._masking import zero_padding
+from keras_din.layers._recurrence import add_gru_weights
 from keras_din.layers._recurrence import check_exportable
 from keras_din.layers._recurrence import gated_recurrence
-from keras_din.layers._recurrence import orthogonal
 
 
 @keras.saving.register_keras_serializable(package="keras_din")
@@ -165,22 +165,8 @@ class InterestExtractor(keras.layers.Layer):
         keys_shape, _ = self._validate_inputs(input_shape)
         self._history_length, dim = static_shape(keys_shape)[1:]
         units = self.units or dim
-        self.kernel = self.add_weight(
-            shape=(dim, 3 * units),
-            initializer=keras.initializers.GlorotUniform(self._seed(0)),
-            name="kernel",
-        )
-        self.recurrent_kernel = self.add_weight(
-            shape=(units, 3 * units),
-            initializer=orthogonal(self._seed(1)),
-            name="recurrent_kernel",
-        )
-        self.bias = self.add_weight(
-            shape=(3 * units,), initializer="zeros", name="bias"
-        )
-        self.recurrent_bias = self.add_weight(
-            shape=(3 * units,), initializer="zeros", name="recurrent_bias"
-        )
+        gru = add_gru_weights(self, dim, units, self.seed)
+        self.kernel, self.recurrent_kernel, self.bias, self.recurrent_bias = gru
         width = units + dim
         for layer in self.auxiliary_layers:
             layer.build((None, width))
@@ -195,14 +181,8 @@ class InterestExtractor(keras.layers.Layer):
         valid = valid_positions(keys, keys_length, mask)
         if valid is not None:
             keys = zero_padding(keys, valid)  # nothing of the padding leaks
-        states = gated_recurrence(
-            keys,
-            valid,
-            self.kernel,
-            self.recurrent_kernel,
-            self.bias,
-            self.recurrent_bias,
-        )
+        gru = (self.kernel, self.recurrent_kernel, self.bias, self.recurrent_bias)
+        states = gated_recurrence(keys, valid, *gru)
         if training and self.auxiliary_loss_weight > 0 and negative_keys is not None:
             loss = auxiliary_loss(
                 self.auxiliary_layers, states, keys, negative_keys, valid

@@ -224,10 +224,8 @@ class LocalActivationUnit(keras.layers.Layer):
 
     def compute_output_spec(self, inputs, keys_mask=None, query_index=None, **kwargs):
         query, keys = self._validate_inputs(inputs, keys_mask, query_index is None)
-        return keras.KerasTensor(
-            self.compute_output_shape([query.shape, keys.shape]),
-            dtype=self.compute_dtype,
-        )
+        shape = self.compute_output_shape([query.shape, keys.shape])
+        return keras.KerasTensor(shape, dtype=self.compute_dtype)
 
     def compute_mask(self, inputs, previous_mask=None):
         return None
