@@ -264,9 +264,12 @@ def fit_keras_din(kind, data, sizes, options):
     length = data["history"].shape[1]
     frequencies = {k: v for k, v in data.items() if k != "y"}
     model = example.build_model(kind, frequencies, length, sizes, args)
-    # The loss alone, as the peers train (see the module's docstring).
+    # The loss alone, as the peers train (see the module's docstring). An
+    # empty `metrics`, as `compile` keeps the example's AUC when given none.
     model.compile(
-        optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="binary_crossentropy"
+        optimizer=keras.optimizers.Adam(LEARNING_RATE),
+        loss="binary_crossentropy",
+        metrics=[],
     )
     x = example.features(data, model)
     timer = callback(keras.callbacks.Callback)

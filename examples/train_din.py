@@ -200,7 +200,8 @@ def attention_weights(model, x):
     """The DIN model's attention weights `(N, T)` over the histories of `x`:
     its pooling layer's scores, from a copy of it with `return_score=True`."""
     layer = model.get_layer("history_attention")
-    query, keys = keras.Model(model.input, layer.input).predict(x, verbose=0)
+    # The layer's input tensors: the query, the keys, then the mask.
+    query, keys = keras.Model(model.input, layer.input[:2]).predict(x, verbose=0)
     scorer = keras_din.AttentionSequencePoolingLayer.from_config(
         {**layer.get_config(), "return_score": True}
     )

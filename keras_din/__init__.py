@@ -3,6 +3,7 @@
 from keras_din import datasets
 from keras_din import metrics
 from keras_din import models
+from keras_din.layers import MLP
 from keras_din.layers import AttentionSequencePoolingLayer
 from keras_din.layers import Dice
 from keras_din.layers import InterestEvolution
@@ -18,6 +19,7 @@ __all__ = [
     "InterestEvolution",
     "InterestExtractor",
     "LocalActivationUnit",
+    "MLP",
     "MiniBatchAwareEmbedding",
     "__version__",
     "datasets",

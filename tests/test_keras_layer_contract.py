@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from keras.src import testing
 
+from keras_din import MLP
 from keras_din import AttentionSequencePoolingLayer
 from keras_din import Dice
 from keras_din import InterestEvolution
@@ -160,6 +161,16 @@ CASES = [
             "frequencies": np.arange(6, dtype="float32"),
         },
         RNG.integers(0, 6, (8,)).astype("int32"),
+        {},
+    ),
+]
+CASES += [
+    ("mlp", MLP, {"hidden_units": (8, 4)}, floats(4, 6), {}),
+    (
+        "mlp-dice-dropout-rank-3",
+        MLP,
+        {"hidden_units": (8,), "activation": "dice", "dropout_rate": 0.2, "seed": 1},
+        floats(4, 3, 6),
         {},
     ),
 ]

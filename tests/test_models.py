@@ -82,8 +82,9 @@ def reference_din(model, x, candidates):
         )
         parts.append(ref.pool(scores, keys, valid, True, False))
     hidden = np.concatenate(parts, axis=-1).reshape(rows * candidates, -1)
+    dnn = model.get_layer("dnn").get_weights()  # [W_1, b_1, ..., W_L, b_L]
     for i in range(len(DNN)):
-        kernel, bias = model.get_layer(f"dnn_{i}").get_weights()
+        kernel, bias = dnn[2 * i : 2 * i + 2]
         hidden = np.maximum(hidden @ kernel + bias, 0.0)
     kernel, bias = model.get_layer("click").get_weights()
     return ref.sigmoid(hidden @ kernel + bias).reshape(rows, candidates)
@@ -206,9 +207,11 @@ def reference_base(model, x):
             valid &= ref.valid_from_lengths(x[behavior.length], behavior.max_length)
         parts.append(np.sum(keys * valid[..., None], axis=1, keepdims=True))
     hidden = np.concatenate(parts, axis=-1)[:, 0]
+    # [W_1, b_1, ..., W_L, b_L, then each layer's PReLU slopes]
+    dnn = model.get_layer("dnn").get_weights()
     for i in range(len(DNN)):
-        kernel, bias = model.get_layer(f"dnn_{i}").get_weights()
-        (alpha,) = model.get_layer(f"dnn_{i}_activation").get_weights()
+        kernel, bias = dnn[2 * i : 2 * i + 2]
+        alpha = dnn[2 * len(DNN) + i]
         hidden = ref.prelu(hidden @ kernel + bias, alpha)
     kernel, bias = model.get_layer("click").get_weights()
     return ref.sigmoid(hidden @ kernel + bias)
@@ -321,7 +324,7 @@ def test_mixed_precision_trains_with_float32_output(rng, build):
         scores = model.predict(x, verbose=0)
     finally:
         keras.config.set_dtype_policy("float32")
-    assert model.get_layer("dnn_0").compute_dtype == "float16"
+    assert model.get_layer("dnn").compute_dtype == "float16"
     assert scores.dtype == np.float32 and np.all(np.isfinite(scores))
 
 

@@ -117,7 +117,7 @@ def check_plot(path, din):
     x = {name: x_test[name][:16] for name in din.input}
     weights = example.attention_weights(din, x)  # (16, T)
     layer = din.get_layer("history_attention")
-    (_, keys), pooled = keras.Model(din.input, [layer.input, layer.output]).predict(
+    (_, keys), pooled = keras.Model(din.input, [layer.input[:2], layer.output]).predict(
         x, verbose=0
     )
     np.testing.assert_allclose(

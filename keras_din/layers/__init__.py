@@ -8,6 +8,7 @@ from keras_din.layers.interest_evolution import InterestEvolution
 from keras_din.layers.interest_extractor import InterestExtractor
 from keras_din.layers.local_activation_unit import LocalActivationUnit
 from keras_din.layers.mini_batch_aware_embedding import MiniBatchAwareEmbedding
+from keras_din.layers.mlp import MLP
 
 __all__ = [
     "AttentionSequencePoolingLayer",
@@ -15,5 +16,6 @@ __all__ = [
     "InterestEvolution",
     "InterestExtractor",
     "LocalActivationUnit",
+    "MLP",
     "MiniBatchAwareEmbedding",
 ]

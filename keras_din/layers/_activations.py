@@ -66,6 +66,22 @@ def activation_factory(activation, argument="activation"):
     )
 
 
+def activate(x, function, layer, training=None, mask=None):
+    """`x` through a hidden layer's activation: `function` where it is one
+    (see `activation_factory`), else `layer`.
+
+    A `Dice`, built by its owner, runs its `call` (with `mask`, the valid
+    rows of its training statistics): the `Layer.__call__` costs more than
+    Dice itself on small eager batches, and adds nothing a built sublayer of
+    a called layer needs (as in keras.layers.TimeDistributed).
+    """
+    if function is not None:
+        return function(x)
+    if isinstance(layer, Dice):
+        return layer.call(x, training=training, mask=mask)
+    return layer(x, training=training)
+
+
 def serialize_activation(activation):
     if isinstance(activation, str):
         return activation

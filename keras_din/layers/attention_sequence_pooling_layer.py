@@ -185,16 +185,20 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
         return self._apply_scores(scores, keys, clean_keys, valid, blocks)
 
     def _calculate_scores(self, query, keys, valid, blocks, training):
-        """The unit's `(B, T, C)` scores; 0 at the positions left out."""
+        """The unit's `(B, T, C)` scores; 0 at the positions left out.
+
+        The unit's `call`, as its inputs are checked and it is built: the
+        `Layer.__call__` would cost more than the rest of a small unit.
+        """
         if blocks is not None:
-            scores = self.local_att(
+            scores = self.local_att.call(
                 [query, blocks.keys],
                 keys_mask=blocks.valid,
                 query_index=blocks.owners,
                 training=training,
             )
             return blocks.scatter(scores)
-        return self.local_att(
+        return self.local_att.call(
             [query, keys],
             keys_mask=valid if self.dice_ignores_padding else None,
             training=training,

@@ -1,6 +1,9 @@
 import keras
 from keras import ops
 
+from keras_din.layers._checks import static_shape
+from keras_din.layers._dtypes import cast_to
+
 
 @keras.saving.register_keras_serializable(package="keras_din")
 class Dice(keras.layers.Layer):
@@ -106,7 +109,7 @@ class Dice(keras.layers.Layer):
         )
 
     def call(self, inputs, training=None, mask=None):
-        x = ops.cast(inputs, self.variable_dtype)
+        x = cast_to(inputs, self.variable_dtype)
         if training and self.trainable:
             mean, variance = self._batch_moments(x, mask)
             self.moving_mean.assign(
@@ -116,19 +119,21 @@ class Dice(keras.layers.Layer):
                 self.moving_variance * self.momentum + variance * (1.0 - self.momentum)
             )
         else:
-            mean, variance = self.moving_mean, self.moving_variance
-        # p + alpha (1 - p) = alpha + (1 - alpha) p, and (x - mean) / std =
-        # x / std - mean / std: with the per-channel vectors computed first,
-        # six passes over the input instead of seven. (Dice is memory-bound
-        # on the attention unit's (B * T * C, H) activations.)
+            mean, variance = self.moving_mean.value, self.moving_variance.value
+        # p + alpha (1 - p) = alpha + (1 - alpha) p: six passes over the
+        # input, whose (B * T * C, H) activations in the attention unit make
+        # Dice memory-bound.
         scale = ops.rsqrt(variance + self.epsilon)
-        shift = -mean * scale
-        alpha = ops.cast(self.alpha, inputs.dtype)
-        scale, shift, alpha = (
-            ops.reshape(v, self._broadcast_shape) for v in (scale, shift, alpha)
-        )
-        p = ops.cast(ops.sigmoid(x * scale + shift), inputs.dtype)
+        alpha = cast_to(self.alpha, inputs.dtype)
+        mean, scale, alpha = (self._per_channel(v) for v in (mean, scale, alpha))
+        p = cast_to(ops.sigmoid((x - mean) * scale), inputs.dtype)
         return inputs * (alpha + (1.0 - alpha) * p)
+
+    def _per_channel(self, vector):
+        """A `(channels,)` vector, broadcastable against the input."""
+        if self._channel_axis == len(self._broadcast_shape) - 1:
+            return vector
+        return ops.reshape(vector, self._broadcast_shape)
 
     def _batch_moments(self, x, mask):
         """Per-channel mean and (biased) variance, over valid entries only.
@@ -137,33 +142,30 @@ class Dice(keras.layers.Layer):
         so that neither the output nor the moving averages change.
         """
         if mask is None:
+            mean, variance = ops.moments(x, axes=self._reduction_axes)
+            if all(size for size in static_shape(x)):
+                return mean, variance  # not empty, as any eager batch shows
             # An empty batch (every position skipped as padding) keeps the
             # moving moments, as a batch with no valid entry does.
-            mean, variance = ops.moments(x, axes=self._reduction_axes)
-            has_entries = ops.size(x) > 0
-            mean = ops.where(has_entries, mean, ops.convert_to_tensor(self.moving_mean))
-            variance = ops.where(
-                has_entries, variance, ops.convert_to_tensor(self.moving_variance)
-            )
-            return mean, variance
-        if len(mask.shape) != len(x.shape) - 1:
-            raise ValueError(
-                "The mask of `Dice` must have the shape of its input without "
-                f"the channel axis. Received: mask.shape={tuple(mask.shape)}, "
-                f"inputs.shape={tuple(x.shape)}"
-            )
-        weights = ops.expand_dims(ops.cast(mask, x.dtype), self._channel_axis)
-        weights = ops.broadcast_to(weights, ops.shape(x))
-        count = ops.sum(weights, axis=self._reduction_axes)
-        has_valid = count > 0
-        count = ops.maximum(count, 1.0)
-        mean = ops.sum(x * weights, axis=self._reduction_axes) / count
-        centred = x - ops.reshape(mean, self._broadcast_shape)
-        variance = ops.sum(weights * centred * centred, self._reduction_axes) / count
-        mean = ops.where(has_valid, mean, ops.convert_to_tensor(self.moving_mean))
-        variance = ops.where(
-            has_valid, variance, ops.convert_to_tensor(self.moving_variance)
-        )
+            has_valid = ops.size(x) > 0
+        else:
+            if len(mask.shape) != len(x.shape) - 1:
+                raise ValueError(
+                    "The mask of `Dice` must have the shape of its input without "
+                    f"the channel axis. Received: mask.shape={tuple(mask.shape)}, "
+                    f"inputs.shape={tuple(x.shape)}"
+                )
+            # The mask has no channel axis: one count for every channel.
+            weights = ops.expand_dims(ops.cast(mask, x.dtype), self._channel_axis)
+            count = ops.sum(weights)
+            has_valid = count > 0
+            count = ops.maximum(count, 1.0)
+            mean = ops.sum(x * weights, axis=self._reduction_axes) / count
+            centred = x - self._per_channel(mean)
+            variance = ops.sum(weights * centred * centred, self._reduction_axes)
+            variance = variance / count
+        mean = ops.where(has_valid, mean, self.moving_mean.value)
+        variance = ops.where(has_valid, variance, self.moving_variance.value)
         return mean, variance
 
     def compute_output_shape(self, input_shape):

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_din.layers._activations import activate
 from keras_din.layers._activations import activation_factory
 from keras_din.layers._activations import config_with_activation
 from keras_din.layers._activations import deserialize_activation
@@ -13,6 +14,7 @@ from keras_din.layers._checks import check_query_and_keys
 from keras_din.layers._checks import check_rate
 from keras_din.layers._checks import split_inputs
 from keras_din.layers._checks import static_shape
+from keras_din.layers._dtypes import cast_to
 from keras_din.layers._first_layer import first_layer
 from keras_din.layers.dice import Dice
 
@@ -195,8 +197,10 @@ class LocalActivationUnit(keras.layers.Layer):
         row_mask = None
         if keys_mask is not None and self.uses_dice:
             # One entry per (position, candidate) row of the hidden layers.
-            row_mask = ops.expand_dims(ops.cast(keys_mask, "bool"), -1)
-            row_mask = ops.broadcast_to(row_mask, (batch, history, candidates))
+            row_mask = cast_to(keys_mask, "bool")
+            if static_shape(query)[1] != 1:
+                row_mask = ops.expand_dims(row_mask, -1)
+                row_mask = ops.broadcast_to(row_mask, (batch, history, candidates))
             row_mask = ops.reshape(row_mask, (-1,))
         # One name for every layer's output, so that each is freed as soon
         # as the next layer has been computed.
@@ -206,13 +210,13 @@ class LocalActivationUnit(keras.layers.Layer):
                 hidden = ops.matmul(hidden, self.kernels[i]) + self.biases[i]
             if self.use_bn:
                 hidden = self.batch_norms[i](hidden, training=training)
-            activation = self.activation_layers[i]
-            if self._activation_function is not None:
-                hidden = self._activation_function(hidden)
-            elif isinstance(activation, Dice):
-                hidden = activation(hidden, training=training, mask=row_mask)
-            else:
-                hidden = activation(hidden, training=training)
+            hidden = activate(
+                hidden,
+                self._activation_function,
+                self.activation_layers[i],
+                training=training,
+                mask=row_mask,
+            )
             if self.dropouts:
                 hidden = self.dropouts[i](hidden, training=training)
         scores = ops.matmul(hidden, self.output_kernel) + self.output_bias

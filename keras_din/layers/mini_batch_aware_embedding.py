@@ -2,6 +2,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_din.layers._dtypes import cast_to
+
 
 @keras.saving.register_keras_serializable(package="keras_din")
 class MiniBatchAwareEmbedding(keras.layers.Layer):
@@ -125,7 +127,7 @@ class MiniBatchAwareEmbedding(keras.layers.Layer):
             for x in _as_list(inputs)
         ]
         outputs = [
-            ops.cast(ops.take(self.embeddings, x, axis=0), self.compute_dtype)
+            cast_to(ops.take(self.embeddings, x, axis=0), self.compute_dtype)
             for x in ids
         ]
         if training and self.l2 > 0:
@@ -143,9 +145,9 @@ class MiniBatchAwareEmbedding(keras.layers.Layer):
         return (*input_shape, self.output_dim)
 
     def _penalty(self, ids, outputs):
-        ids = _flat_concatenation([ops.cast(x, "int32") for x in ids], ())
+        ids = _flat_concatenation([cast_to(x, "int32") for x in ids], ())
         rows = _flat_concatenation(
-            [ops.cast(x, "float32") for x in outputs], (self.output_dim,)
+            [cast_to(x, "float32") for x in outputs], (self.output_dim,)
         )
         counted = ops.ones_like(ids, dtype="float32")
         if self.mask_zero:

@@ -11,6 +11,7 @@ from keras_din.layers._checks import check_non_negative
 from keras_din.layers._checks import check_positive_units
 from keras_din.layers._checks import check_rate
 from keras_din.layers.mini_batch_aware_embedding import MiniBatchAwareEmbedding
+from keras_din.layers.mlp import MLP
 from keras_din.models._candidate_scores import CandidateScores
 from keras_din.models._specs import check_positive_int
 from keras_din.models.behavior_sequence import BehaviorSequence
@@ -192,7 +193,8 @@ class FeatureGraph:
 
     def embed(self, names):
         """The embeddings of the inputs `names`, concatenated on the last
-        axis, with the Keras mask of id 0 where the tables set one."""
+        axis (one input's carries its table's Keras mask of id 0; a
+        concatenation none: `valid` gives a behaviour's)."""
         parts = []
         for name in names:
             if name not in self._embedded:
@@ -204,7 +206,9 @@ class FeatureGraph:
                 outputs = self.tables[feature]([self._ids(n) for n in shared])
                 self._embedded.update(zip(shared, outputs, strict=True))
             parts.append(self._embedded[name])
-        return parts[0] if len(parts) == 1 else keras.layers.Concatenate()(parts)
+        # An op, not a `Concatenate` layer: a layer call costs more than the
+        # concatenation itself on an eager backend.
+        return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
 
     def _ids(self, name):
         """The ids of input `name`; in a behaviour's inputs, 0 wherever the
@@ -214,21 +218,25 @@ class FeatureGraph:
         ids = self.inputs[name]
         if name not in self.sequence_of:
             return ids
-        behavior = self.sequence_of[name]
+        return ops.where(self.valid(self.sequence_of[name]), ids, 0)
+
+    def valid(self, behavior):
+        """The `(B, T)` mask of `behavior`'s valid positions: no id 0 in any
+        of its histories, and below its length (if it has one)."""
         if behavior.name not in self._valid:
             valid = [ops.not_equal(self.inputs[h], 0) for h in behavior.features]
             if behavior.length is not None:
                 length = ops.reshape(self.inputs[behavior.length], (-1, 1))
                 valid.append(ops.less(ops.arange(behavior.max_length), length))
             self._valid[behavior.name] = functools.reduce(ops.logical_and, valid)
-        return ops.where(self._valid[behavior.name], ids, 0)
+        return self._valid[behavior.name]
 
     def query(self, behavior):
         """The `(B, C, E)` candidate embeddings that `behavior` is scored against."""
         return self.embed(behavior.features.values())
 
     def keys(self, behavior):
-        """The `(B, T, E)` history embeddings of `behavior`, masked at id 0."""
+        """The `(B, T, E)` history embeddings of `behavior` (see `valid`)."""
         return self.embed(behavior.features)
 
     def negative_keys(self, behavior):
@@ -261,16 +269,13 @@ class FeatureGraph:
         # keras.ops carry no Keras mask: the candidates' (id 0) ends here.
         hidden = ops.concatenate(parts, axis=-1)
         hidden = ops.reshape(hidden, (-1, hidden.shape[-1]))  # (B * C, D)
-        make_activation, _ = activation_factory(dnn_activation, "dnn_activation")
-        dnn_dropout = check_rate("dnn_dropout", dnn_dropout)
-        units = check_positive_units("dnn_hidden_units", dnn_hidden_units)
-        for i, width in enumerate(units):
-            hidden = keras.layers.Dense(width, name=f"dnn_{i}")(hidden)
-            hidden = make_activation(f"dnn_{i}_activation")(hidden)
-            if dnn_dropout > 0:
-                hidden = keras.layers.Dropout(dnn_dropout, name=f"dnn_{i}_dropout")(
-                    hidden
-                )
+        activation_factory(dnn_activation, "dnn_activation")  # checks
+        hidden = MLP(
+            check_positive_units("dnn_hidden_units", dnn_hidden_units),
+            activation=dnn_activation,
+            dropout_rate=check_rate("dnn_dropout", dnn_dropout),
+            name="dnn",
+        )(hidden)
         # In float32 under a mixed precision policy too, as Keras advises for
         # the output layer.
         click = keras.layers.Dense(

@@ -52,7 +52,9 @@ def BaseModel(
         features, behaviors, candidates, embedding_l2, frequencies, negatives=False
     )
     interests = [
-        SumPooling(name=f"{behavior.name}_sum_pooling")(graph.keys_inputs(behavior))
+        SumPooling(name=f"{behavior.name}_sum_pooling")(
+            graph.keys_inputs(behavior), mask=graph.valid(behavior)
+        )
         for behavior in graph.behaviors
     ]
     return graph.model(interests, dnn_hidden_units, dnn_activation, dnn_dropout, name)

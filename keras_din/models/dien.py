@@ -101,7 +101,11 @@ def DIEN(
             ),
             auxiliary_hidden_units=auxiliary_hidden_units,
             name=f"{behavior.name}_interest_extractor",
-        )(keys if len(keys) > 1 else keys[0], negative_keys=negative_keys)
+        )(
+            keys if len(keys) > 1 else keys[0],
+            mask=graph.valid(behavior),
+            negative_keys=negative_keys,
+        )
         interests.append(
             InterestEvolution(
                 gru_type=gru_type,
@@ -109,6 +113,6 @@ def DIEN(
                 att_activation=att_activation,
                 weight_normalization=weight_normalization,
                 name=f"{behavior.name}_interest_evolution",
-            )([graph.query(behavior), states])
+            )([graph.query(behavior), states], mask=graph.valid(behavior))
         )
     return graph.model(interests, dnn_hidden_units, dnn_activation, dnn_dropout, name)
