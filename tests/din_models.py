@@ -171,10 +171,11 @@ def feature_data(rng, rows=8, candidates=1):
 BUILDER_KINDS = ("builder_din", "builder_dien")
 
 
-def builder_model(kind):
-    """A small DIN or DIEN (Dice, two candidates per row) on `FEATURES`."""
+def builder_model(kind, **kwargs):
+    """A small DIN or DIEN (Dice, two candidates per row) on `FEATURES`;
+    `kwargs` go to the builder."""
     if kind == "builder_din":
-        return DIN(FEATURES, [CLICKS, BUYS], 2, ATT, dnn_hidden_units=DNN)
+        return DIN(FEATURES, [CLICKS, BUYS], 2, ATT, dnn_hidden_units=DNN, **kwargs)
     return DIEN(
         FEATURES,
         [CLICKS, BUYS],
@@ -182,6 +183,7 @@ def builder_model(kind):
         auxiliary_hidden_units=(4,),
         att_hidden_units=ATT,
         dnn_hidden_units=DNN,
+        **kwargs,
     )
 
 

@@ -80,17 +80,9 @@ def test_weights_of_a_0_2_builder_model_carry_into_one_built_now(kind):
         for name in (n for n in names if n in inputs):
             inputs[name] = np.where(valid, inputs[name], 0)
     old = keras.saving.load_model(path, compile=False)
-    new = builder_model(kind)
-    if kind == "builder_dien":  # with 0.2.0's default (see docs/changes.md)
-        new = DIEN(
-            FEATURES,
-            [CLICKS, BUYS],
-            candidates=2,
-            auxiliary_hidden_units=(4,),
-            att_hidden_units=ATT,
-            dnn_hidden_units=DNN,
-            weight_normalization=False,
-        )
+    # 0.2.0's default weight_normalization (DIEN's is True since, see
+    # docs/changes.md).
+    new = builder_model(kind, weight_normalization=False)
     names = {layer.name for layer in old.layers}
     assert {layer.name for layer in new.layers if layer.weights} - names == {"dnn"}
     head = [f"dnn_{i}" for i in range(len(DNN))]

@@ -66,6 +66,33 @@ def activation_factory(activation, argument="activation"):
     )
 
 
+def hidden_layer_parts(owner):
+    """`(function, activations, dropouts)` of the hidden layers of `owner`.
+
+    `owner` (the unit, an `MLP`) has `activation`, `hidden_units`,
+    `dropout_rate`, `seed` and `dtype_policy`. `function` is its activation
+    as a plain function, or `None` (see `activation_factory`); `activations`
+    holds one activation layer per hidden layer (named `activation_<i>`),
+    `dropouts` one `Dropout` per hidden layer where `dropout_rate > 0`
+    (seeded `seed + i`, so that their masks are not alike), else none.
+    """
+    make_activation, function = activation_factory(owner.activation)
+    count, seed = len(owner.hidden_units), owner.seed
+    activations = [make_activation(f"activation_{i}") for i in range(count)]
+    for layer in activations:
+        layer.dtype_policy = owner.dtype_policy
+    dropouts = [
+        keras.layers.Dropout(
+            owner.dropout_rate,
+            seed=None if seed is None else seed + i,
+            dtype=owner.dtype_policy,
+        )
+        for i in range(count)
+        if owner.dropout_rate > 0
+    ]
+    return function, activations, dropouts
+
+
 def activate(x, function, layer, training=None, mask=None):
     """`x` through a hidden layer's activation: `function` where it is one
     (see `activation_factory`), else `layer`.

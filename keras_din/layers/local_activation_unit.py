@@ -2,9 +2,9 @@ import keras
 from keras import ops
 
 from keras_din.layers._activations import activate
-from keras_din.layers._activations import activation_factory
 from keras_din.layers._activations import config_with_activation
 from keras_din.layers._activations import deserialize_activation
+from keras_din.layers._activations import hidden_layer_parts
 from keras_din.layers._activations import serialize_activation
 from keras_din.layers._checks import check_given_dtypes
 from keras_din.layers._checks import check_keys_mask
@@ -120,22 +120,9 @@ class LocalActivationUnit(keras.layers.Layer):
             for i in range(len(self.hidden_units))
             if use_bn
         ]
-        make_activation, self._activation_function = activation_factory(self.activation)
-        self.activation_layers = [
-            make_activation(f"activation_{i}") for i in range(len(self.hidden_units))
-        ]
-        for layer in self.activation_layers:
-            layer.dtype_policy = self.dtype_policy
-        # Distinct seeds, so that the layers' dropout masks are not alike.
-        self.dropouts = [
-            keras.layers.Dropout(
-                dropout_rate,
-                seed=None if seed is None else seed + i,
-                dtype=self.dtype_policy,
-            )
-            for i in range(len(self.hidden_units))
-            if dropout_rate > 0
-        ]
+        self._activation_function, self.activation_layers, self.dropouts = (
+            hidden_layer_parts(self)
+        )
 
     @property
     def uses_dice(self):

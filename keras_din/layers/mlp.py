@@ -2,9 +2,9 @@ import keras
 from keras import ops
 
 from keras_din.layers._activations import activate
-from keras_din.layers._activations import activation_factory
 from keras_din.layers._activations import config_with_activation
 from keras_din.layers._activations import deserialize_activation
+from keras_din.layers._activations import hidden_layer_parts
 from keras_din.layers._activations import serialize_activation
 from keras_din.layers._checks import check_positive_units
 from keras_din.layers._checks import check_rate
@@ -73,21 +73,9 @@ class MLP(keras.layers.Layer):
         self.dropout_rate = check_rate("dropout_rate", dropout_rate)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.seed = seed
-        make_activation, self._activation_function = activation_factory(self.activation)
-        self.activation_layers = [
-            make_activation(f"activation_{i}") for i in range(len(self.hidden_units))
-        ]
-        for layer in self.activation_layers:
-            layer.dtype_policy = self.dtype_policy
-        self.dropouts = [
-            keras.layers.Dropout(
-                self.dropout_rate,
-                seed=None if seed is None else seed + i,
-                dtype=self.dtype_policy,
-            )
-            for i in range(len(self.hidden_units))
-            if self.dropout_rate > 0
-        ]
+        self._activation_function, self.activation_layers, self.dropouts = (
+            hidden_layer_parts(self)
+        )
 
     def build(self, input_shape):
         input_dim = static_shape(input_shape)[-1] if len(input_shape) else None
