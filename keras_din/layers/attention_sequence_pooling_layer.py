@@ -137,11 +137,8 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
         return super().__call__(*args, **kwargs)
 
     def _validate_inputs(self, inputs, mask=None):
-        """Checks the inputs (shapes or tensors) and the mask.
-
-        Returns `(inputs, keys_mask)`: the inputs as a list, and the `(B, T)`
-        mask of `keys` taken from `mask` (or `None`).
-        """
+        """Checks the inputs (shapes or tensors) and the mask; returns the
+        inputs as a list and the `(B, T)` mask of `keys` in `mask` (or `None`)."""
         inputs = split_inputs(inputs, self.__class__.__name__, (2, 3))
         query, keys = inputs[0], inputs[1]
         check_query_and_keys(query, keys)
@@ -185,19 +182,17 @@ class AttentionSequencePoolingLayer(keras.layers.Layer):
         return self._apply_scores(scores, keys, clean_keys, valid, blocks)
 
     def _calculate_scores(self, query, keys, valid, blocks, training):
-        """The unit's `(B, T, C)` scores; 0 at the positions left out.
-
-        The unit's `call`, as its inputs are checked and it is built: the
-        `Layer.__call__` would cost more than the rest of a small unit.
-        """
+        """The unit's `(B, T, C)` scores; 0 at the positions left out. (Its
+        `call`: checked and built, it is spared the `Layer.__call__`.)"""
         if blocks is not None:
-            scores = self.local_att.call(
-                [query, blocks.keys],
-                keys_mask=blocks.valid,
-                query_index=blocks.owners,
-                training=training,
+            return blocks.scatter(
+                self.local_att.call(
+                    [query, blocks.keys],
+                    keys_mask=blocks.valid,
+                    query_index=blocks.owners,
+                    training=training,
+                )
             )
-            return blocks.scatter(scores)
         return self.local_att.call(
             [query, keys],
             keys_mask=valid if self.dice_ignores_padding else None,
