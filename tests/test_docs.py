@@ -89,6 +89,10 @@ def check_feature_specs(namespace):
     assert tuple(ranker.input["item"].shape) == (None, 5)
     assert namespace["scores"].shape == (32, 5)
     assert namespace["base"].get_layer("buys_sum_pooling") is not None
+    # The model of your own on `FeatureEmbedding`, one candidate per row.
+    x, model = namespace["x"], namespace["model"]
+    one = {k: x[k][:, :1] if k in ("item", "category") else x[k] for k in model.input}
+    assert model.predict(one, verbose=0).shape == (32, 1)
 
 
 def check_dien(namespace):

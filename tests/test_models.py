@@ -52,7 +52,7 @@ def reference_din(model, x, candidates):
     """The click probabilities `(N, C)` of a DIN model built from FEATURES
     and [CLICKS, BUYS] (sigmoid unit, softmax, ReLU MLP), in NumPy."""
     tables = {
-        f.name: model.get_layer(f"{f.name}_embedding").get_weights()[0]
+        f.name: model.get_layer("embedding").tables[f.name].get_weights()[0]
         for f in FEATURES
     }
     rows = len(x["user"])
@@ -132,9 +132,11 @@ def test_inputs_are_features_histories_and_lengths():
     # One pooling layer per behaviour sequence, one table per feature.
     names = {layer.name for layer in model.layers}
     assert {"clicks_attention", "buys_attention"} <= names
-    assert {"user_embedding", "item_embedding", "category_embedding"} <= names
-    assert not model.get_layer("user_embedding").mask_zero
-    assert model.get_layer("item_embedding").mask_zero
+    assert "embedding" in names
+    tables = {n: t.name for n, t in model.get_layer("embedding").tables.items()}
+    assert tables == {n: f"{n}_embedding" for n in ("user", "item", "category")}
+    assert not model.get_layer("embedding").tables["user"].mask_zero
+    assert model.get_layer("embedding").tables["item"].mask_zero
 
 
 def test_several_candidates_score_as_one_at_a_time(rng):
@@ -191,7 +193,7 @@ def test_any_number_of_candidates_needs_one_number_per_request(rng):
 def reference_base(model, x):
     """The base model's click probabilities, PReLU MLP, in NumPy."""
     tables = {
-        f.name: model.get_layer(f"{f.name}_embedding").get_weights()[0]
+        f.name: model.get_layer("embedding").tables[f.name].get_weights()[0]
         for f in FEATURES
     }
     parts = [
@@ -268,7 +270,7 @@ def test_each_table_penalises_the_ids_of_the_batch_once(rng, build):
         ("item", ["item", "clicked_items", "bought_items"], ["negative_items"]),
         ("category", ["category", "clicked_categories"], ["negative_categories"]),
     ):
-        table = model.get_layer(f"{name}_embedding")
+        table = model.get_layer("embedding").tables[name]
         weights = keras.ops.convert_to_numpy(table.embeddings).astype("float64")
         counts = sum(np.bincount(x[i].ravel(), minlength=len(weights)) for i in counted)
         inputs = counted + [i for i in negatives if i in x]
@@ -341,9 +343,13 @@ def test_frequencies_count_candidates_and_histories(rng):
             x["bought_items"].ravel(),
         ]
     )
-    items = keras.ops.convert_to_numpy(model.get_layer("item_embedding").frequencies)
+    items = keras.ops.convert_to_numpy(
+        model.get_layer("embedding").tables["item"].frequencies
+    )
     np.testing.assert_array_equal(items, np.bincount(counted, minlength=ITEMS))
-    user = keras.ops.convert_to_numpy(model.get_layer("user_embedding").frequencies)
+    user = keras.ops.convert_to_numpy(
+        model.get_layer("embedding").tables["user"].frequencies
+    )
     np.testing.assert_array_equal(user, np.bincount(x["user"], minlength=USERS))
     with pytest.raises(ValueError, match="'clicked_items'.*id -1"):
         din(frequencies=dict(x, clicked_items=x["clicked_items"] - 1))

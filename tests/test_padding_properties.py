@@ -239,7 +239,7 @@ def test_builder_predictions_and_gradients_never_depend_on_the_padding(
     garbage_weights = [w.copy() for w in weights]
     padding_rows = []
     for table in PADDED_TABLES:
-        table_path = model.get_layer(f"{table}_embedding").embeddings.path
+        table_path = model.get_layer("embedding").tables[table].embeddings.path
         index = [w.path for w in model.weights].index(table_path)
         padding_rows.append(index)
         weights[index][0] = 0.0

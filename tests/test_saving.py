@@ -63,9 +63,9 @@ def test_golden_model_loads_with_same_predictions(path):
 
 @pytest.mark.parametrize("kind", BUILDER_KINDS)
 def test_weights_of_a_0_2_builder_model_carry_into_one_built_now(kind):
-    # The recipe of docs/changes.md: every layer by name, and the MLP head's
-    # "dnn_<i>" kernels and biases, then "dnn_<i>_activation" weights, into
-    # the one "dnn" layer.
+    # The recipe of docs/changes.md: every layer by name; each table into
+    # the "embedding" layer's; the MLP head's "dnn_<i>" kernels and biases,
+    # then "dnn_<i>_activation" weights, into the one "dnn" layer.
     path = GOLDEN / f"torch_{kind}.keras"
     data = np.load(path.with_suffix(".npz"))
     inputs = {name: data[name] for name in data.files if name != "expected"}
@@ -84,12 +84,16 @@ def test_weights_of_a_0_2_builder_model_carry_into_one_built_now(kind):
     # docs/changes.md).
     new = builder_model(kind, weight_normalization=False)
     names = {layer.name for layer in old.layers}
-    assert {layer.name for layer in new.layers if layer.weights} - names == {"dnn"}
+    new_names = {layer.name for layer in new.layers if layer.weights}
+    assert new_names - names == {"dnn", "embedding"}
     head = [f"dnn_{i}" for i in range(len(DNN))]
     head += [f"{name}_activation" for name in head]
     for layer in new.layers:
         if layer.name == "dnn":
             layer.set_weights([w for n in head for w in old.get_layer(n).get_weights()])
+        elif layer.name == "embedding":
+            for table in layer.tables.values():
+                table.set_weights(old.get_layer(table.name).get_weights())
         elif layer.weights:
             layer.set_weights(old.get_layer(layer.name).get_weights())
     np.testing.assert_allclose(

@@ -334,7 +334,9 @@ def test_builders_count_frequencies_over_batches_as_over_arrays():
     for frequencies in (x, batches):
         model = DIN(features, [history], embedding_l2=0.01, frequencies=frequencies)
         counts = [
-            keras.ops.convert_to_numpy(model.get_layer(f"{name}_embedding").frequencies)
+            keras.ops.convert_to_numpy(
+                model.get_layer("embedding").tables[name].frequencies
+            )
             for name in ("candidate", "candidate_category")
         ]
         if frequencies is x:

@@ -83,6 +83,19 @@ def row_taker(positions, kept):
     return take
 
 
+def id_counts(ids, num_ids):
+    """How often each id of the 1-D `ids` occurs: `(num_ids,)` int32.
+
+    On torch a `bincount`, one operator; Keras's torch `segment_sum` runs
+    about ten (the repeats, the range checks, a scatter into a new buffer)
+    and synchronises on a size. JAX's `bincount` needs a static length,
+    which `jit` has only through `segment_sum`.
+    """
+    if _backend() == "torch":
+        return ops.bincount(ids, minlength=num_ids)
+    return ops.segment_sum(ops.ones_like(ids), ids, num_segments=num_ids)
+
+
 def sums_by_segment():
     """Whether rows are summed per sequence by `segment_sum`, else by place.
 

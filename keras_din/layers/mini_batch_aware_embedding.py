@@ -2,6 +2,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_din.layers._backend import id_counts
 from keras_din.layers._dtypes import cast_to
 
 
@@ -149,16 +150,14 @@ class MiniBatchAwareEmbedding(keras.layers.Layer):
         rows = _flat_concatenation(
             [cast_to(x, "float32") for x in outputs], (self.output_dim,)
         )
-        counted = ops.ones_like(ids, dtype="float32")
-        if self.mask_zero:
-            counted = ops.cast(ids != 0, "float32")
-        # How often each id occurs in this batch: every occurrence carries
-        # 1 / count of the row's penalty, so each distinct id counts once.
-        in_batch = ops.segment_sum(counted, ids, num_segments=self.input_dim)
-        in_batch = ops.maximum(ops.take(in_batch, ids), 1.0)
+        # Each occurrence carries 1 / (its id's count in the batch) of the
+        # row's penalty, so that each distinct id counts once.
+        in_batch = ops.take(id_counts(ids, self.input_dim), ids)
         in_data = ops.maximum(ops.take(self.frequencies, ids), 1.0)
-        squared_norms = ops.sum(ops.square(rows), axis=-1)
-        return self.l2 * ops.sum(counted * squared_norms / (in_batch * in_data))
+        share = 1.0 / (in_data * ops.cast(in_batch, "float32"))
+        if self.mask_zero:
+            share = ops.where(ops.not_equal(ids, 0), share, 0.0)
+        return self.l2 * ops.sum(share * ops.sum(ops.square(rows), axis=-1))
 
     def get_config(self):
         config = super().get_config()

@@ -1,10 +1,12 @@
-"""Model builders: DIN, DIEN and the DIN paper's base model from feature specs."""
+"""Model builders (DIN, DIEN and the DIN paper's base model) from feature specs,
+and the layer that embeds those features."""
 
 from keras_din.models.base_model import BaseModel
 from keras_din.models.behavior_sequence import BehaviorSequence
 from keras_din.models.dien import DIEN
 from keras_din.models.din import DIN
 from keras_din.models.feature import Feature
+from keras_din.models.feature_embedding import FeatureEmbedding
 from keras_din.models.feature_model import FeatureModel
 
 __all__ = [
@@ -13,5 +15,6 @@ __all__ = [
     "BaseModel",
     "BehaviorSequence",
     "Feature",
+    "FeatureEmbedding",
     "FeatureModel",
 ]

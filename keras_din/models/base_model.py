@@ -53,8 +53,8 @@ def BaseModel(
     )
     interests = [
         SumPooling(name=f"{behavior.name}_sum_pooling")(
-            graph.keys_inputs(behavior), mask=graph.valid(behavior)
+            sequence["keys"], mask=sequence["mask"]
         )
-        for behavior in graph.behaviors
+        for behavior, sequence in graph.sequences()
     ]
     return graph.model(interests, dnn_hidden_units, dnn_activation, dnn_dropout, name)

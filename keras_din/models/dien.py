@@ -92,20 +92,15 @@ def DIEN(
             "auxiliary_loss_weight=0."
         )
     interests = []
-    for behavior in graph.behaviors:
-        negative_keys = graph.negative_keys(behavior)
-        keys = graph.keys_inputs(behavior)
+    for behavior, sequence in graph.sequences():
+        negative_keys = sequence.get("negative_keys")
         states = InterestExtractor(
             auxiliary_loss_weight=(
                 0.0 if negative_keys is None else auxiliary_loss_weight
             ),
             auxiliary_hidden_units=auxiliary_hidden_units,
             name=f"{behavior.name}_interest_extractor",
-        )(
-            keys if len(keys) > 1 else keys[0],
-            mask=graph.valid(behavior),
-            negative_keys=negative_keys,
-        )
+        )(sequence["keys"], mask=sequence["mask"], negative_keys=negative_keys)
         interests.append(
             InterestEvolution(
                 gru_type=gru_type,
@@ -113,6 +108,6 @@ def DIEN(
                 att_activation=att_activation,
                 weight_normalization=weight_normalization,
                 name=f"{behavior.name}_interest_evolution",
-            )([graph.query(behavior), states], mask=graph.valid(behavior))
+            )([sequence["query"], states], mask=sequence["mask"])
         )
     return graph.model(interests, dnn_hidden_units, dnn_activation, dnn_dropout, name)

@@ -89,10 +89,7 @@ def DIN(
             att_activation=att_activation,
             weight_normalization=weight_normalization,
             name=f"{behavior.name}_attention",
-        )(
-            [graph.query(behavior), *graph.keys_inputs(behavior)],
-            mask=graph.valid(behavior),
-        )
-        for behavior in graph.behaviors
+        )([sequence["query"], sequence["keys"]], mask=sequence["mask"])
+        for behavior, sequence in graph.sequences()
     ]
     return graph.model(interests, dnn_hidden_units, dnn_activation, dnn_dropout, name)

@@ -22,8 +22,8 @@ class Feature:
 
     Args:
         name: str. The key of the feature's array in the model's input dict
-            (and the name of its `keras.Input` and of its table,
-            `"<name>_embedding"`).
+            (and the name of its `keras.Input` and of its table in
+            `FeatureEmbedding`, `"<name>_embedding"`).
         vocabulary_size: int. The number of ids: the largest id plus one.
         embedding_dim: int. The width of the feature's embeddings.
             Defaults to `8`.
