@@ -4,6 +4,7 @@ from keras_din import datasets
 from keras_din import metrics
 from keras_din import models
 from keras_din.layers import MLP
+from keras_din.layers import AttentionalGRUCell
 from keras_din.layers import AttentionSequencePoolingLayer
 from keras_din.layers import Dice
 from keras_din.layers import InterestEvolution
@@ -15,6 +16,7 @@ __version__ = "0.2.0"
 
 __all__ = [
     "AttentionSequencePoolingLayer",
+    "AttentionalGRUCell",
     "Dice",
     "InterestEvolution",
     "InterestExtractor",

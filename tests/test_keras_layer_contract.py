@@ -15,6 +15,7 @@ import pytest
 from keras.src import testing
 
 from keras_din import MLP
+from keras_din import AttentionalGRUCell
 from keras_din import AttentionSequencePoolingLayer
 from keras_din import Dice
 from keras_din import InterestEvolution
@@ -174,6 +175,36 @@ CASES += [
         {},
     ),
 ]
+CASES += [
+    (
+        "cell-gru-zero-state",
+        AttentionalGRUCell,
+        {"units": 5, "gru_type": "GRU"},
+        floats(4, 8),
+        {},
+    ),
+    (
+        "cell-gru-state",
+        AttentionalGRUCell,
+        {"gru_type": "GRU", "seed": 1},
+        floats(4, 8),
+        {"states": floats(4, 8)},
+    ),
+    (
+        "cell-augru-3-candidates",
+        AttentionalGRUCell,
+        {"units": 5},
+        floats(4, 8),
+        {"states": floats(4, 3, 5), "attention": RNG.random((4, 3)).astype("float32")},
+    ),
+    (
+        "cell-aigru-zero-state",
+        AttentionalGRUCell,
+        {"gru_type": "AIGRU"},
+        floats(4, 8),
+        {"attention": RNG.random(4).astype("float32")},
+    ),
+]
 IDS = [case[0] for case in CASES]
 POLICIES = ["float32", "mixed_float16", "mixed_bfloat16"]
 
@@ -241,8 +272,11 @@ def expected_shape(layer_cls, init_kwargs, inputs, call_kwargs):
 
 
 # The harness calls `compute_output_spec` without the call arguments, which
-# `query_index` changes the meaning of: that case is checked above only.
-HARNESS_CASES = [case for case in CASES if "query_index" not in case[4]]
+# `query_index` changes the meaning of and the cell's `attention` is needed
+# for: those cases are checked above only.
+HARNESS_CASES = [
+    case for case in CASES if not {"query_index", "attention"} & set(case[4])
+]
 
 
 @pytest.mark.parametrize(

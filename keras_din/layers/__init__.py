@@ -3,6 +3,7 @@
 from keras_din.layers.attention_sequence_pooling_layer import (
     AttentionSequencePoolingLayer,
 )
+from keras_din.layers.attentional_gru_cell import AttentionalGRUCell
 from keras_din.layers.dice import Dice
 from keras_din.layers.interest_evolution import InterestEvolution
 from keras_din.layers.interest_extractor import InterestExtractor
@@ -12,6 +13,7 @@ from keras_din.layers.mlp import MLP
 
 __all__ = [
     "AttentionSequencePoolingLayer",
+    "AttentionalGRUCell",
     "Dice",
     "InterestEvolution",
     "InterestExtractor",

@@ -10,10 +10,8 @@ from keras_din.layers._checks import split_inputs
 from keras_din.layers._checks import static_shape
 from keras_din.layers._masking import valid_positions
 from keras_din.layers._masking import zero_padding
-from keras_din.layers._recurrence import GRU_TYPES
-from keras_din.layers._recurrence import add_gru_weights
+from keras_din.layers._nested_cell import NestedCell
 from keras_din.layers._recurrence import check_exportable
-from keras_din.layers._recurrence import gated_recurrence
 from keras_din.layers.attention_sequence_pooling_layer import (
     AttentionSequencePoolingLayer,
 )
@@ -27,20 +25,13 @@ class InterestEvolution(keras.layers.Layer):
     `InterestExtractor`) against the candidate comes from a
     `LocalActivationUnit`, softmax-normalised over the valid positions (as
     `AttentionSequencePoolingLayer(return_score=True)` computes it). A second
-    GRU runs over the valid positions, with the gates in the order
-    `[reset, update, candidate]`:
-
-        r_t = sigmoid(x_t W_r + b_r + h_{t-1} U_r + c_r)
-        u_t = sigmoid(x_t W_u + b_u + h_{t-1} U_u + c_u)
-        n_t = tanh(x_t W_n + b_n + r_t * (h_{t-1} U_n + c_n))
-        h_t = (1 - u_t) * h_{t-1} + u_t * n_t
-
-    where `x_t = i_t`, except for `gru_type`: `"AUGRU"` (the paper's eq. 8)
-    uses `a_t u_t` as the update gate, `"AGRU"` uses `a_t` instead of it,
-    `"AIGRU"` takes `x_t = a_t i_t`; their output is the state after each
-    sequence's last valid position. `"GRU"` runs the plain GRU and pools its
-    states with the attention (DeepCTR's `gru_type="GRU"`). An empty history
-    gives zeros.
+    GRU, an `AttentionalGRUCell` (`layer.cell`, where the equations are),
+    runs over the valid positions with `x_t = i_t`, except for `gru_type`:
+    `"AUGRU"` (the paper's eq. 8) uses `a_t u_t` as the update gate,
+    `"AGRU"` uses `a_t` instead of it, `"AIGRU"` takes `x_t = a_t i_t`;
+    their output is the state after each sequence's last valid position.
+    `"GRU"` runs the plain GRU and pools its states with the attention
+    (DeepCTR's `gru_type="GRU"`). An empty history gives zeros.
 
     Args:
         gru_type: one of `"AUGRU"`, `"AGRU"`, `"AIGRU"` and `"GRU"`.
@@ -70,8 +61,10 @@ class InterestEvolution(keras.layers.Layer):
         `(B, C, H)`, or `(B, H)` for a `(B, E)` query.
 
     Weights:
-        `[kernel (E, 3H), recurrent_kernel (H, 3H), bias (3H,),
-        recurrent_bias (3H,)]`, then the activation unit's.
+        The cell's `[kernel (E, 3H), recurrent_kernel (H, 3H), bias (3H,),
+        recurrent_bias (3H,)]` (see `AttentionalGRUCell`), then the
+        activation unit's. `.keras` files keep the cell's weights in the
+        layer's own entry, as keras-din 0.2 saved them.
 
     Examples:
 
@@ -98,13 +91,16 @@ class InterestEvolution(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if gru_type not in GRU_TYPES:
-            raise ValueError(
-                f"`gru_type` must be one of {GRU_TYPES}. "
-                f"Received: gru_type={gru_type!r}"
-            )
-        self.gru_type = gru_type
         self.units = check_optional_units("units", units)
+        # Tracked before the attention: its weights come first.
+        self.cell = NestedCell(
+            units=self.units,
+            gru_type=gru_type,
+            seed=seed,
+            dtype=self.dtype_policy,
+            name="cell",
+        )
+        self.gru_type = gru_type
         self.seed = seed
         self.supports_masking = True
         self.attention = AttentionSequencePoolingLayer(
@@ -143,11 +139,9 @@ class InterestEvolution(keras.layers.Layer):
 
     def build(self, input_shape):
         query_shape, keys_shape = self._validate_inputs(input_shape)[:2]
-        self._history_length, dim = static_shape(keys_shape)[1:]
-        units = self.units or dim
+        self._history_length = static_shape(keys_shape)[1]
         self.attention.build([query_shape, keys_shape])
-        gru = add_gru_weights(self, dim, units, self.seed)
-        self.kernel, self.recurrent_kernel, self.bias, self.recurrent_bias = gru
+        self.cell.build(keys_shape)  # after the attention, as 0.2 drew them
 
     def call(self, inputs, mask=None, training=None):
         if isinstance(mask, (list, tuple)):
@@ -160,20 +154,20 @@ class InterestEvolution(keras.layers.Layer):
         valid = valid_positions(interests, keys_length, mask)
         if valid is not None:
             interests = zero_padding(interests, valid)
-        gru = (self.kernel, self.recurrent_kernel, self.bias, self.recurrent_bias)
         if self.gru_type == "GRU":
-            states = gated_recurrence(interests, valid, *gru)
+            states = self.cell.scan(interests, mask=valid, return_sequences=True)
             output = self.attention([query, states], mask=valid, training=training)
         else:
             weights = self.attention([query, interests], mask=valid, training=training)
-            output = gated_recurrence(
-                interests,
-                valid,
-                *gru,
-                gru_type=self.gru_type,
-                attention=ops.transpose(weights, (0, 2, 1)),
-            )
+            attention = ops.transpose(weights, (0, 2, 1))  # (B, T, C)
+            output = self.cell.scan(interests, mask=valid, attention=attention)
         return output[:, 0] if one_candidate else output
+
+    def save_own_variables(self, store):
+        self.cell.save_in_owner(store)  # the layout of 0.2 files
+
+    def load_own_variables(self, store):
+        self.cell.load_from_owner(store)
 
     def compute_output_shape(self, input_shape):
         query_shape = static_shape(input_shape[0])

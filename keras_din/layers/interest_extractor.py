@@ -13,16 +13,15 @@ from keras_din.layers._checks import dims_disagree
 from keras_din.layers._checks import static_shape
 from keras_din.layers._masking import valid_positions
 from keras_din.layers._masking import zero_padding
-from keras_din.layers._recurrence import add_gru_weights
+from keras_din.layers._nested_cell import NestedCell
 from keras_din.layers._recurrence import check_exportable
-from keras_din.layers._recurrence import gated_recurrence
 
 
 @keras.saving.register_keras_serializable(package="keras_din")
 class InterestExtractor(keras.layers.Layer):
     """DIEN's interest extractor: a GRU over the behaviour sequence.
 
-    The GRU (see `InterestEvolution` for its equations, with `a_t = 1`) runs
+    The GRU (an `AttentionalGRUCell` of type `"GRU"`, `layer.cell`) runs
     over the valid positions of the history, carrying its state over the
     padding, and returns the hidden state `h_t` at every position (0 at the
     padding). With `auxiliary_loss_weight > 0` and `negative_keys`, training
@@ -63,9 +62,10 @@ class InterestExtractor(keras.layers.Layer):
         the valid positions.
 
     Weights:
-        `[kernel (E, 3H), recurrent_kernel (H, 3H), bias (3H,),
-        recurrent_bias (3H,)]`, gates in the order `[reset, update,
-        candidate]`; then the auxiliary MLP's kernels and biases.
+        The cell's `[kernel (E, 3H), recurrent_kernel (H, 3H), bias (3H,),
+        recurrent_bias (3H,)]` (see `AttentionalGRUCell`), then the
+        auxiliary MLP's kernels and biases. `.keras` files keep the cell's
+        weights in the layer's own entry, as keras-din 0.2 saved them.
 
     Examples:
 
@@ -101,6 +101,14 @@ class InterestExtractor(keras.layers.Layer):
         )
         self.seed = seed
         self.supports_masking = True
+        # Tracked first: its weights come first.
+        self.cell = NestedCell(
+            units=self.units,
+            gru_type="GRU",
+            seed=seed,
+            dtype=self.dtype_policy,
+            name="cell",
+        )
         widths = (*self.auxiliary_hidden_units, 1)  # then the logit
         self.auxiliary_layers = [
             keras.layers.Dense(
@@ -164,10 +172,8 @@ class InterestExtractor(keras.layers.Layer):
     def build(self, input_shape):
         keys_shape, _ = self._validate_inputs(input_shape)
         self._history_length, dim = static_shape(keys_shape)[1:]
-        units = self.units or dim
-        gru = add_gru_weights(self, dim, units, self.seed)
-        self.kernel, self.recurrent_kernel, self.bias, self.recurrent_bias = gru
-        width = units + dim
+        self.cell.build(keys_shape)
+        width = (self.units or dim) + dim
         for layer in self.auxiliary_layers:
             layer.build((None, width))
             width = layer.units
@@ -181,14 +187,19 @@ class InterestExtractor(keras.layers.Layer):
         valid = valid_positions(keys, keys_length, mask)
         if valid is not None:
             keys = zero_padding(keys, valid)  # nothing of the padding leaks
-        gru = (self.kernel, self.recurrent_kernel, self.bias, self.recurrent_bias)
-        states = gated_recurrence(keys, valid, *gru)
+        states = self.cell.scan(keys, mask=valid, return_sequences=True)
         if training and self.auxiliary_loss_weight > 0 and negative_keys is not None:
             loss = auxiliary_loss(
                 self.auxiliary_layers, states, keys, negative_keys, valid
             )
             self.add_loss(self.auxiliary_loss_weight * loss)
         return states
+
+    def save_own_variables(self, store):
+        self.cell.save_in_owner(store)  # the layout of 0.2 files
+
+    def load_own_variables(self, store):
+        self.cell.load_from_owner(store)
 
     def compute_output_shape(self, input_shape):
         keys_shape, _ = self._validate_inputs(input_shape)
