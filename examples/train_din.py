@@ -1,4 +1,4 @@
-"""Train DIN, DIEN and the base model of the DIN paper end to end, and compare them.
+"""Train DIN, DIEN, BST and the DIN paper's base model end to end, and compare them.
 
 The models are built with `keras_din.models` from the same feature specs.
 Every model embeds the candidate item and every history item (item id plus
@@ -9,7 +9,9 @@ feeds `[candidate, interest]` to an MLP that predicts the click:
 - DIN: `AttentionSequencePoolingLayer` with a Dice activation unit, Dice MLP;
 - DIEN: `InterestExtractor` (a GRU, with the auxiliary loss on the data's
   negative histories) and `InterestEvolution` (AUGRU driven by the attention
-  to the candidate), Dice MLP.
+  to the candidate), Dice MLP;
+- BST: `BehaviorSequenceTransformer` (one Transformer block over the history
+  and the candidate, with recency embeddings), leaky ReLU MLP.
 
 All use `MiniBatchAwareEmbedding` (the paper's mini-batch aware
 regularization) on the same data. The script prints a table of AUC, GAUC
@@ -28,7 +30,7 @@ expanded. Without it, every sample holds its own padded history, at the
 loader's `max_history`.
 
     KERAS_BACKEND=jax python examples/train_din.py --quick
-    KERAS_BACKEND=jax python examples/train_din.py --quick --models base,din,dien
+    KERAS_BACKEND=jax python examples/train_din.py --quick --models base,din,dien,bst
     KERAS_BACKEND=jax python examples/train_din.py --quick --max-length 500
     KERAS_BACKEND=torch python examples/train_din.py --data movielens \\
         --data-path ml-1m/ratings.dat
@@ -39,6 +41,7 @@ loader's `max_history`.
 import argparse
 import importlib.util
 import json
+import math
 import os
 import sys
 import time
@@ -55,7 +58,7 @@ from keras_din import models
 # The inputs of each table: items and categories.
 ITEMS = ("candidate", "history", "negative_history")
 CATEGORIES = ("candidate_category", "history_category", "negative_history_category")
-MODELS = ("base", "din", "dien")
+MODELS = ("base", "din", "dien", "bst")
 
 
 def load_data(args):
@@ -127,7 +130,11 @@ def build_model(kind, frequencies, max_length, sizes, args):
         model = models.BaseModel(features, [history], dnn_activation=prelu, **shared)
     elif kind == "din":
         model = models.DIN(features, [history], att_hidden_units=(32, 16), **shared)
-    else:
+    elif kind == "bst":
+        # The paper's eight heads where the embedding size allows them.
+        heads = math.gcd(8, 2 * args.embedding_dim)
+        model = models.BST(features, [history], num_heads=heads, **shared)
+    else:  # dien
         # The builder's softmax attention (the DIEN paper's): with raw
         # scores the AUGRU's states are unbounded, and training diverged on
         # MovieLens.

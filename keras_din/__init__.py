@@ -6,6 +6,7 @@ from keras_din import models
 from keras_din.layers import MLP
 from keras_din.layers import AttentionalGRUCell
 from keras_din.layers import AttentionSequencePoolingLayer
+from keras_din.layers import BehaviorSequenceTransformer
 from keras_din.layers import Dice
 from keras_din.layers import InterestEvolution
 from keras_din.layers import InterestExtractor
@@ -17,6 +18,7 @@ __version__ = "0.2.0"
 __all__ = [
     "AttentionSequencePoolingLayer",
     "AttentionalGRUCell",
+    "BehaviorSequenceTransformer",
     "Dice",
     "InterestEvolution",
     "InterestExtractor",

@@ -169,3 +169,52 @@ def auxiliary_loss(states, keys, negatives, valid, mlp):
                 total += -np.log(p) - np.log(1 - n)
                 count += 2
     return total / count if count else 0.0
+
+
+def bst_output(query, keys, valid, weights, num_heads, pooling):
+    """`BehaviorSequenceTransformer`'s output, from its weights in their
+    order: recency, the attention's projections (no key bias), the
+    feed-forward layers, the norms' scales and shifts."""
+    (recency, wq, bq, wk, wv, bv, wo, bo, w1, b1, w2, b2, g1, be1, g2, be2) = [
+        np.asarray(w, np.float64) for w in weights
+    ]
+    batch, candidates, dim = query.shape
+    history = keys.shape[1]
+    key_dim = wq.shape[1] // num_heads
+    keys = np.where(valid[..., None], keys, 0.0)
+    after = np.cumsum(valid[:, ::-1], axis=1)[:, ::-1]
+    positions = np.concatenate([after, np.zeros((batch, 1), int)], 1)
+    width = (history + 1) * dim if pooling == "concat" else dim
+    out = np.zeros((batch, candidates, width))
+    for b in range(batch):
+        mask = np.append(valid[b], True)
+        for c in range(candidates):
+            s = np.concatenate([keys[b], query[b, c][None]], 0) + recency[positions[b]]
+            heads = []
+            for h in range(num_heads):
+                part = slice(h * key_dim, (h + 1) * key_dim)
+                q = s @ wq[:, part] + bq[part]
+                k = s @ wk[:, part]
+                v = s @ wv[:, part] + bv[part]
+                scores = q @ k.T / np.sqrt(key_dim)
+                scores = np.where(mask[None, :], scores, -np.inf)
+                p = np.exp(scores - scores.max(-1, keepdims=True))
+                heads.append((p / p.sum(-1, keepdims=True)) @ v)
+            attended = np.concatenate(heads, -1) @ wo + bo
+            h = layer_norm(s + attended, g1, be1)
+            f = h @ w1 + b1
+            f = np.where(f > 0, f, 0.2 * f) @ w2 + b2
+            o = layer_norm(h + f, g2, be2) * mask[:, None]
+            if pooling == "concat":
+                out[b, c] = o.ravel()
+            elif pooling == "mean":
+                out[b, c] = o.sum(0) / mask.sum()
+            else:
+                out[b, c] = o[-1]
+    return out
+
+
+def layer_norm(x, gamma, beta, epsilon=1e-5):
+    mean = x.mean(-1, keepdims=True)
+    variance = x.var(-1, keepdims=True)
+    return (x - mean) / np.sqrt(variance + epsilon) * gamma + beta

@@ -89,6 +89,7 @@ def check_feature_specs(namespace):
     assert tuple(ranker.input["item"].shape) == (None, 5)
     assert namespace["scores"].shape == (32, 5)
     assert namespace["base"].get_layer("buys_sum_pooling") is not None
+    assert namespace["bst"].get_layer("clicks_transformer").num_heads == 4
     # The model of your own on `FeatureEmbedding`, one candidate per row.
     x, model = namespace["x"], namespace["model"]
     one = {k: x[k][:, :1] if k in ("item", "category") else x[k] for k in model.input}

@@ -17,6 +17,7 @@ from keras.src import testing
 from keras_din import MLP
 from keras_din import AttentionalGRUCell
 from keras_din import AttentionSequencePoolingLayer
+from keras_din import BehaviorSequenceTransformer
 from keras_din import Dice
 from keras_din import InterestEvolution
 from keras_din import InterestExtractor
@@ -203,6 +204,29 @@ CASES += [
         {"gru_type": "AIGRU"},
         floats(4, 8),
         {"attention": RNG.random(4).astype("float32")},
+    ),
+]
+CASES += [
+    (
+        "bst-concat",
+        BehaviorSequenceTransformer,
+        {"num_heads": 2},
+        [QUERY, KEYS],
+        {"mask": MASK},
+    ),
+    (
+        "bst-target-3-candidates-dropout",
+        BehaviorSequenceTransformer,
+        {"num_heads": 4, "pooling": "target", "dropout_rate": 0.1, "seed": 2},
+        [QUERY3, KEYS],
+        {},
+    ),
+    (
+        "bst-mean-key-dim",
+        BehaviorSequenceTransformer,
+        {"num_heads": 3, "key_dim": 2, "feed_forward_units": 5, "pooling": "mean"},
+        [QUERY3, KEYS],
+        {"mask": MASK},
     ),
 ]
 IDS = [case[0] for case in CASES]

@@ -1,4 +1,4 @@
-"""keras_din.models: DIN, DIEN and the base model built from feature specs.
+"""keras_din.models: DIN, DIEN, BST and the base model built from feature specs.
 
 The builders' models are checked against a NumPy reference of their wiring
 (which embeddings are concatenated, pooled and fed to the MLP), with two
@@ -6,6 +6,7 @@ behaviour sequences, a context feature, a length input and several
 candidates; then for training, saving, export and every bad spec and input.
 """
 
+import functools
 import re
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from layer_checks import random_like_weights
 from layer_checks import serve_saved_models
 from test_mini_batch_aware_embedding import paper_penalty
 
+from keras_din.models import BST
 from keras_din.models import DIEN
 from keras_din.models import DIN
 from keras_din.models import BaseModel
@@ -283,7 +285,11 @@ def test_each_table_penalises_the_ids_of_the_batch_once(rng, build):
     assert len(model.losses) == 3 + (build is DIEN)  # DIEN's auxiliary loss
 
 
-@pytest.mark.parametrize("build", [DIN, DIEN, BaseModel])
+# BST on these specs: the clicks' embeddings are 4 + 2 wide, two heads.
+BST_2 = pytest.param(functools.partial(BST, num_heads=2), id="BST")
+
+
+@pytest.mark.parametrize("build", [DIN, DIEN, BaseModel, BST_2])
 def test_trains_saves_loads_and_checks_inputs_after_loading(rng, tmp_path, build):
     x = feature_data(rng, rows=64, candidates=2)
     model = build(
@@ -315,7 +321,7 @@ def test_trains_saves_loads_and_checks_inputs_after_loading(rng, tmp_path, build
         )
 
 
-@pytest.mark.parametrize("build", [DIN, DIEN, BaseModel])
+@pytest.mark.parametrize("build", [DIN, DIEN, BaseModel, BST_2])
 def test_mixed_precision_trains_with_float32_output(rng, build):
     keras.config.set_dtype_policy("mixed_float16")
     try:
@@ -630,7 +636,12 @@ def test_plain_model_export_serves_the_predictions(rng, tmp_path, kind):
         model = DIEN(FEATURES, [CLICKS, BUYS], candidates=2, dnn_hidden_units=DNN)
         cases = [feature_data(rng, rows=5, candidates=2)]
     randomize(model, rng)
-    cases = [inputs_of(model, x) for x in cases]
+    export_and_serve(model, [inputs_of(model, x) for x in cases], tmp_path)
+
+
+def export_and_serve(model, cases, tmp_path):
+    """Exports `model` (plain `model.export`), serves each input dict of
+    `cases` as a server would, and checks the model's predictions."""
     expected = [model.predict(x, verbose=0) for x in cases]
     if BACKEND == "torch":
         onnxruntime = pytest.importorskip("onnxruntime")

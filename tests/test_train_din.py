@@ -146,12 +146,27 @@ def test_max_length_trains_on_histories_stored_once(tmp_path, capsys):
     assert "--max-length must be at least 1. Received: 0" in capsys.readouterr().err
 
 
+def test_bst_trains_saves_and_exports(tmp_path):
+    # BST learns less than base on the quick data (docs/guides/example.md
+    # has the table): above chance is what is checked.
+    example = load_example()
+    summary = example.main(
+        ["--quick", "--models", "bst", "--epochs", "1", "--export"]
+        + ["--output", str(tmp_path)]
+    )
+    assert 0.5 < summary["bst_auc"] < 1.0, summary
+    bst = keras.saving.load_model(summary["model_paths"]["bst"])
+    assert bst.get_layer("history_transformer").num_heads == 8
+    assert Path(summary["export_paths"]["bst"]).exists()
+
+
 def test_model_choice(capsys):
     example = load_example()
     assert example.parse_args([]).models == ["base", "din"]
     assert example.parse_args(["--model", "dien"]).models == ["base", "dien"]
     assert example.parse_args(["--model", "base"]).models == ["base"]
     assert example.parse_args(["--models", "dien, din"]).models == ["dien", "din"]
+    assert example.parse_args(["--models", "base,bst"]).models == ["base", "bst"]
     for bad in ("din,gru", "din,din", ""):
         with pytest.raises(SystemExit):
             example.parse_args(["--models", bad])

@@ -4,6 +4,7 @@ from keras_din.layers.attention_sequence_pooling_layer import (
     AttentionSequencePoolingLayer,
 )
 from keras_din.layers.attentional_gru_cell import AttentionalGRUCell
+from keras_din.layers.behavior_sequence_transformer import BehaviorSequenceTransformer
 from keras_din.layers.dice import Dice
 from keras_din.layers.interest_evolution import InterestEvolution
 from keras_din.layers.interest_extractor import InterestExtractor
@@ -14,6 +15,7 @@ from keras_din.layers.mlp import MLP
 __all__ = [
     "AttentionSequencePoolingLayer",
     "AttentionalGRUCell",
+    "BehaviorSequenceTransformer",
     "Dice",
     "InterestEvolution",
     "InterestExtractor",

@@ -1,8 +1,9 @@
-"""Model builders (DIN, DIEN and the DIN paper's base model) from feature specs,
-and the layer that embeds those features."""
+"""Model builders (DIN, DIEN, BST and the DIN paper's base model) from feature
+specs, and the layer that embeds those features."""
 
 from keras_din.models.base_model import BaseModel
 from keras_din.models.behavior_sequence import BehaviorSequence
+from keras_din.models.bst import BST
 from keras_din.models.dien import DIEN
 from keras_din.models.din import DIN
 from keras_din.models.feature import Feature
@@ -10,6 +11,7 @@ from keras_din.models.feature_embedding import FeatureEmbedding
 from keras_din.models.feature_model import FeatureModel
 
 __all__ = [
+    "BST",
     "DIEN",
     "DIN",
     "BaseModel",

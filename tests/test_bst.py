@@ -1,0 +1,110 @@
+"""keras_din.models.BST: the builder's wiring against a NumPy reference, its
+layers and defaults, and export (training, saving and mixed precision are
+in test_models.py with the other builders)."""
+
+import functools
+
+import numpy as np
+import pytest
+import reference as ref
+from din_models import BUYS
+from din_models import CLICKS
+from din_models import DNN
+from din_models import FEATURES
+from din_models import feature_data
+from layer_checks import random_like_weights
+from test_models import export_and_serve
+
+from keras_din.models import BST
+from keras_din.models import BehaviorSequence
+from keras_din.models import Feature
+
+# The clicks' embeddings are 4 + 2 wide, the buys' 4: two heads.
+bst = functools.partial(
+    BST, FEATURES, [CLICKS, BUYS], num_heads=2, dnn_hidden_units=DNN
+)
+
+
+def inputs_of(model, x):
+    return {name: x[name] for name in model.input}
+
+
+def randomize(model, rng):
+    for layer in model.layers:
+        if layer.weights:
+            layer.set_weights(random_like_weights(layer, rng))
+
+
+def reference_bst(model, x, candidates, pooling):
+    """The click probabilities `(N, C)`, leaky ReLU MLP, in NumPy."""
+    tables = {
+        name: table.get_weights()[0]
+        for name, table in model.get_layer("embedding").tables.items()
+    }
+    rows = len(x["user"])
+    parts = [np.repeat(tables["user"][x["user"]][:, None], candidates, axis=1)]
+    parts += [tables[name][x[name]] for name in ("item", "category")]
+    for behavior in (CLICKS, BUYS):
+        valid = np.all([x[h] != 0 for h in behavior.features], axis=0)
+        if behavior.length is not None:
+            valid &= ref.valid_from_lengths(x[behavior.length], behavior.max_length)
+        query = np.concatenate(
+            [tables[f][x[f]] for f in behavior.features.values()], axis=-1
+        )
+        keys = np.concatenate(
+            [tables[f][np.where(valid, x[h], 0)] for h, f in behavior.features.items()],
+            axis=-1,
+        )
+        weights = model.get_layer(f"{behavior.name}_transformer").get_weights()
+        parts.append(ref.bst_output(query, keys, valid, weights, 2, pooling))
+    hidden = np.concatenate(parts, axis=-1).reshape(rows * candidates, -1)
+    dnn = model.get_layer("dnn").get_weights()
+    for i in range(len(DNN)):
+        hidden = hidden @ dnn[2 * i] + dnn[2 * i + 1]
+        hidden = np.where(hidden > 0, hidden, 0.2 * hidden)
+    kernel, bias = model.get_layer("click").get_weights()
+    return ref.sigmoid(hidden @ kernel + bias).reshape(rows, candidates)
+
+
+@pytest.mark.parametrize("pooling", ["concat", "target"])
+@pytest.mark.parametrize("built, candidates", [(1, 1), (3, 3), (None, 2)])
+def test_bst_matches_numpy_reference(rng, pooling, built, candidates):
+    model = bst(candidates=built, pooling=pooling)
+    randomize(model, rng)
+    x = feature_data(rng, candidates=candidates)
+    predicted = model.predict(inputs_of(model, x), verbose=0)
+    assert predicted.shape == (8, candidates)
+    expected = reference_bst(model, x, candidates, pooling)
+    np.testing.assert_allclose(predicted, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_layers_are_one_transformer_per_sequence():
+    model = bst()
+    names = {layer.name for layer in model.layers}
+    assert {"embedding", "clicks_transformer", "buys_transformer", "dnn"} <= names
+    assert model.get_layer("clicks_transformer").num_heads == 2
+    assert model.get_layer("dnn").activation == "leaky_relu"
+    # The paper's defaults: eight heads, and a (1024, 512, 256) MLP.
+    history = BehaviorSequence(
+        "history", {"items": "item", "categories": "category"}, max_length=5
+    )
+    paper = BST([Feature("item", 30, 8), Feature("category", 7, 8)], [history])
+    assert paper.get_layer("history_transformer").num_heads == 8
+    assert paper.get_layer("dnn").hidden_units == (1024, 512, 256)
+
+
+def test_heads_that_do_not_divide_the_embedding_name_key_dim():
+    with pytest.raises(ValueError, match="multiple of `num_heads`=8: pass `key_dim`"):
+        BST(FEATURES, [CLICKS, BUYS])
+    model = BST(FEATURES, [CLICKS, BUYS], key_dim=2, dnn_hidden_units=DNN)
+    assert model.get_layer("clicks_transformer").key_dim == 2
+
+
+def test_plain_model_export_serves_the_predictions(rng, tmp_path):
+    # Any number of candidates: one exported model serves requests of 2 and
+    # of 5 (and the batch sizes differ too).
+    model = bst(candidates=None)
+    randomize(model, rng)
+    cases = [feature_data(rng, rows=5, candidates=2), feature_data(rng, 3, 5)]
+    cases = [inputs_of(model, x) for x in cases]
+    export_and_serve(model, cases, tmp_path)
