@@ -120,8 +120,6 @@ ATT = (5, 3)
 DNN = (8, 4)
 ITEMS, CATEGORIES, USERS = 30, 7, 10
 T_CLICKS, T_BUYS = 6, 4
-ATT = (5, 3)
-DNN = (8, 4)
 
 FEATURES = [
     Feature("user", USERS, 3),

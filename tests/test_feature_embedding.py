@@ -233,6 +233,20 @@ def test_missing_input_names_the_inputs(rng):
         layer()(x)
 
 
+@pytest.mark.parametrize("symbolic", [False, True])
+def test_history_of_another_length_names_the_input(rng, symbolic):
+    x = inputs(rng)
+    x["clicked_items"] = rng.integers(0, 30, (B, T_CLICKS + 2)).astype("int32")
+    if symbolic:  # a known other length is refused when building too
+        x = {n: keras.Input(v.shape[1:], dtype="int32") for n, v in x.items()}
+    with pytest.raises(
+        ValueError,
+        match=r"Input 'clicked_items' of behavior sequence 'clicks' must have "
+        r"shape \(batch, max_length\) = \(batch, 5\)\. Received: shape",
+    ):
+        layer()(x)
+
+
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [

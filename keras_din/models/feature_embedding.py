@@ -126,13 +126,25 @@ class FeatureEmbedding(keras.layers.Layer):
         for table in self.tables.values():
             table.build()
 
-    def call(self, inputs, training=None):
-        missing = [name for name in self.specs.shapes(None) if name not in inputs]
+    def _validate_inputs(self, inputs):
+        expected = self.specs.shapes(None)
+        missing = [name for name in expected if name not in inputs]
         if missing:
             raise ValueError(
                 "`inputs` must hold a tensor for every input of the layer: "
-                f"{list(self.specs.shapes(None))}. Missing: {missing}"
+                f"{list(expected)}. Missing: {missing}"
             )
+        for name, behavior in self.specs.sequence_of.items():
+            length = tuple(inputs[name].shape)[1:]
+            if length[:1] not in ((behavior.max_length,), (None,)) or len(length) != 1:
+                raise ValueError(
+                    f"Input {name!r} of behavior sequence {behavior.name!r} must "
+                    f"have shape (batch, max_length) = (batch, {behavior.max_length})."
+                    f" Received: shape {tuple(inputs[name].shape)}"
+                )
+
+    def call(self, inputs, training=None):
+        self._validate_inputs(inputs)
         masks = {b.name: _valid(b, inputs) for b in self.behaviors}
         embedded = {}
         for feature, table in self.tables.items():
@@ -164,6 +176,8 @@ class FeatureEmbedding(keras.layers.Layer):
         return ids if behavior is None else ops.where(masks[behavior.name], ids, 0)
 
     def compute_output_spec(self, inputs, training=None):
+        self._validate_inputs(inputs)
+
         def embedded(names):
             shape = tuple(inputs[next(iter(names))].shape)
             width = sum(
