@@ -384,7 +384,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--export",
         action="store_true",
-        help="also export DIN and DIEN for serving: a SavedModel on TensorFlow "
+        help="also export DIN, DIEN and BST for serving: a SavedModel on TensorFlow "
         "and JAX (needs TensorFlow), ONNX on torch (needs the onnx extra)",
     )
     parser.add_argument(
