@@ -12,8 +12,9 @@ from din_models import CLICKS
 from din_models import DNN
 from din_models import FEATURES
 from din_models import feature_data
-from layer_checks import random_like_weights
 from test_models import export_and_serve
+from test_models import inputs_of
+from test_models import randomize
 
 from keras_din.models import BST
 from keras_din.models import BehaviorSequence
@@ -23,16 +24,6 @@ from keras_din.models import Feature
 bst = functools.partial(
     BST, FEATURES, [CLICKS, BUYS], num_heads=2, dnn_hidden_units=DNN
 )
-
-
-def inputs_of(model, x):
-    return {name: x[name] for name in model.input}
-
-
-def randomize(model, rng):
-    for layer in model.layers:
-        if layer.weights:
-            layer.set_weights(random_like_weights(layer, rng))
 
 
 def reference_bst(model, x, candidates, pooling):

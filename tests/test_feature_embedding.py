@@ -4,28 +4,19 @@ one call, against a NumPy reference."""
 import keras
 import numpy as np
 import pytest
+from din_models import BUYS
+from din_models import CATEGORIES
+from din_models import CLICKS
+from din_models import FEATURES
+from din_models import ITEMS
+from din_models import T_BUYS
+from din_models import T_CLICKS
+from din_models import USERS
 
-from keras_din.models import BehaviorSequence
 from keras_din.models import Feature
 from keras_din.models import FeatureEmbedding
 
-B, T_CLICKS, T_BUYS = 6, 5, 3
-FEATURES = [
-    Feature("user", 7, 3),
-    Feature("item", 30, 4),
-    Feature("category", 9, 2),
-]
-CLICKS = BehaviorSequence(
-    "clicks",
-    {"clicked_items": "item", "clicked_categories": "category"},
-    max_length=T_CLICKS,
-    length="clicks_length",
-    negatives={
-        "clicked_items": "negative_items",
-        "clicked_categories": "negative_categories",
-    },
-)
-BUYS = BehaviorSequence("buys", {"bought_items": "item"}, max_length=T_BUYS)
+B = 6
 
 
 def layer(**kwargs):
@@ -34,15 +25,15 @@ def layer(**kwargs):
 
 def inputs(rng, candidates=2):
     x = {
-        "user": rng.integers(0, 7, B),
-        "item": rng.integers(1, 30, (B, candidates)),
-        "category": rng.integers(1, 9, (B, candidates)),
-        "clicked_items": rng.integers(0, 30, (B, T_CLICKS)),
-        "clicked_categories": rng.integers(0, 9, (B, T_CLICKS)),
-        "negative_items": rng.integers(1, 30, (B, T_CLICKS)),
-        "negative_categories": rng.integers(1, 9, (B, T_CLICKS)),
+        "user": rng.integers(0, USERS, B),
+        "item": rng.integers(1, ITEMS, (B, candidates)),
+        "category": rng.integers(1, CATEGORIES, (B, candidates)),
+        "clicked_items": rng.integers(0, ITEMS, (B, T_CLICKS)),
+        "clicked_categories": rng.integers(0, CATEGORIES, (B, T_CLICKS)),
+        "negative_items": rng.integers(1, ITEMS, (B, T_CLICKS)),
+        "negative_categories": rng.integers(1, CATEGORIES, (B, T_CLICKS)),
         "clicks_length": rng.integers(0, T_CLICKS + 3, B),  # some above T
-        "bought_items": rng.integers(0, 30, (B, T_BUYS)),
+        "bought_items": rng.integers(0, ITEMS, (B, T_BUYS)),
     }
     x["clicked_items"][0] = 0  # an empty history
     x["bought_items"][1] = 0
@@ -112,7 +103,7 @@ def test_embeddings_and_masks_match_numpy_reference(rng, negatives):
 
 
 def test_penalty_counts_each_id_once_per_table_and_batch(rng):
-    counts = {"item": rng.integers(0, 5, 30), "user": rng.integers(0, 5, 7)}
+    counts = {"item": rng.integers(0, 5, ITEMS), "user": rng.integers(0, 5, USERS)}
     l2 = 0.01
     embedding = layer(embedding_l2=l2, frequencies=counts, negatives=True)
     x = inputs(rng)
@@ -200,7 +191,7 @@ def test_input_shapes_name_every_input_once():
 
 
 def test_config_and_keras_file_round_trip(rng, tmp_path):
-    counts = {"item": rng.integers(0, 5, 30)}
+    counts = {"item": rng.integers(0, 5, ITEMS)}
     embedding = layer(embedding_l2=0.5, frequencies=counts, negatives=True, name="e")
     config = embedding.get_config()
     again = FeatureEmbedding.from_config(config)
@@ -236,13 +227,13 @@ def test_missing_input_names_the_inputs(rng):
 @pytest.mark.parametrize("symbolic", [False, True])
 def test_history_of_another_length_names_the_input(rng, symbolic):
     x = inputs(rng)
-    x["clicked_items"] = rng.integers(0, 30, (B, T_CLICKS + 2)).astype("int32")
+    x["clicked_items"] = rng.integers(0, ITEMS, (B, T_CLICKS + 2)).astype("int32")
     if symbolic:  # a known other length is refused when building too
         x = {n: keras.Input(v.shape[1:], dtype="int32") for n, v in x.items()}
     with pytest.raises(
         ValueError,
         match=r"Input 'clicked_items' of behavior sequence 'clicks' must have "
-        r"shape \(batch, max_length\) = \(batch, 5\)\. Received: shape",
+        rf"shape \(batch, max_length\) = \(batch, {T_CLICKS}\)\. Received: shape",
     ):
         layer()(x)
 
@@ -250,7 +241,11 @@ def test_history_of_another_length_names_the_input(rng, symbolic):
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        ({"frequencies": {"items": np.ones(30)}}, ValueError, "keyed by feature name"),
+        (
+            {"frequencies": {"items": np.ones(ITEMS)}},
+            ValueError,
+            "keyed by feature name",
+        ),
         ({"embedding_l2": -1.0}, ValueError, "embedding_l2"),
         (
             {"features": [Feature("item", 30)], "behaviors": [BUYS, BUYS]},
