@@ -2,8 +2,10 @@
 
 For each history length T, builds the builders' DIN at the DIN paper's
 sizes (`keras_din.models.DIN(..., candidates=None)`, item and category
-embeddings of 16 each, attention units (80, 40), MLP (200, 80)), exports it
-once with plain `model.export`, and times the exported model the way a server
+embeddings of 16 each, attention units (80, 40), MLP (200, 80)) or, with
+`--models`, SIM (`sim`, `sim_hard`: soft or hard search) or ETA (`eta`),
+each keeping 50 behaviours per candidate, with two heads and the same MLP;
+exports it once with plain `model.export`, and times the exported model the way a server
 runs it, one request (one user, batch 1, C candidates) at a time:
 a TensorFlow SavedModel (`tf.saved_model.load`) from the TensorFlow backend
 (`saved_model`: a TensorFlow graph, op by op) or from JAX (`saved_model_jax`:
@@ -20,6 +22,11 @@ picks).
     python benchmarks/bench_serving.py --threads 1  # one intra-op thread
     python benchmarks/bench_serving.py --att-activation sigmoid
     python benchmarks/bench_serving.py --formats saved_model_jax  # jax, tensorflow
+    python benchmarks/bench_serving.py --models din sim sim_hard eta --candidates 200 \\
+        --lengths 1000 10000
+
+The GFLOP and bound columns count DIN's arithmetic; they are left empty for
+SIM and ETA.
 """
 
 import argparse
@@ -36,6 +43,8 @@ EMBEDDING = 16  # per feature: the keys are item and category, 2 * 16 wide
 ATTENTION = (80, 40)
 MLP = (200, 80)
 ITEMS, CATEGORIES = 100_000, 1_000
+TOP_K = 50
+MODELS = ("din", "sim", "sim_hard", "eta")
 BACKEND_OF = {"saved_model": "tensorflow", "saved_model_jax": "jax", "onnx": "torch"}
 
 
@@ -64,8 +73,10 @@ def matmul_gflops():
     return 10 * 2 * 1024**3 / (time.perf_counter() - began) / 1e9
 
 
-def build(length, att_activation):
+def build(kind, length, att_activation):
     from keras_din.models import DIN
+    from keras_din.models import ETA
+    from keras_din.models import SIM
     from keras_din.models import BehaviorSequence
     from keras_din.models import Feature
 
@@ -78,6 +89,21 @@ def build(length, att_activation):
         {"clicked_items": "item", "clicked_categories": "category"},
         max_length=length,
     )
+    if kind == "eta":
+        return ETA(
+            features, [history], candidates=None, top_k=TOP_K, dnn_hidden_units=MLP
+        )
+    if kind != "din":
+        hard = kind == "sim_hard"
+        return SIM(
+            features,
+            [history],
+            candidates=None,
+            search="hard" if hard else "soft",
+            search_feature="category" if hard else None,
+            top_k=TOP_K,
+            dnn_hidden_units=MLP,
+        )
     return DIN(
         features,
         [history],
@@ -128,10 +154,10 @@ def serving_function(model, export_format, folder, threads):
     return lambda x: session.run(None, feed(x))[0]
 
 
-def worker(export_format, candidates, lengths, repeats, threads, att_activation):
+def worker(export_format, kinds, candidates, lengths, repeats, threads, activation):
     rows = []
-    for length in lengths:
-        model = build(length, att_activation)
+    for kind, length in [(kind, length) for kind in kinds for length in lengths]:
+        model = build(kind, length, activation)
         model.predict(request(1, length), verbose=0)  # ONNX export needs a call
         with tempfile.TemporaryDirectory() as folder:
             serve = serving_function(model, export_format, folder, threads)
@@ -149,12 +175,15 @@ def worker(export_format, candidates, lengths, repeats, threads, att_activation)
                 times = np.array(times) * 1e3
                 rows.append(
                     {
+                        "model": kind,
                         "format": export_format,
                         "candidates": count,
                         "length": length,
                         "p50_ms": float(np.percentile(times, 50)),
                         "p99_ms": float(np.percentile(times, 99)),
-                        "gflop": request_flops(count, length) / 1e9,
+                        "gflop": request_flops(count, length) / 1e9
+                        if kind == "din"
+                        else None,
                     }
                 )
     return {"rows": rows, "matmul_gflops": matmul_gflops()}
@@ -172,6 +201,7 @@ def main():
         "--candidates", nargs="+", type=int, default=[1, 100, 200, 1000]
     )
     parser.add_argument("--lengths", nargs="+", type=int, default=[50, 1000])
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=["din"])
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--threads", type=int, help="intra-op threads (default: all)")
     parser.add_argument(
@@ -183,6 +213,7 @@ def main():
     if args.worker:
         result = worker(
             args.worker,
+            args.models,
             args.candidates,
             args.lengths,
             args.repeats,
@@ -193,11 +224,12 @@ def main():
         return
     results = []
     print(
-        f"{'format':>11} {'T':>5} {'C':>5} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'model':>8} {'format':>11} {'T':>5} {'C':>5} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'GFLOP':>7} {'bound ms':>9} {'p50/bound':>10}"
     )
     for export_format in args.formats:
         command = [sys.executable, __file__, "--worker", export_format]
+        command += ["--models", *args.models]
         command += ["--candidates", *map(str, args.candidates)]
         command += ["--lengths", *map(str, args.lengths)]
         command += ["--repeats", str(args.repeats)]
@@ -216,11 +248,16 @@ def main():
         result = json.loads(done.stdout.strip().splitlines()[-1])
         rate = result["matmul_gflops"]
         for row in result["rows"]:
-            bound = row["gflop"] / rate * 1e3
+            arithmetic = f"{'-':>7} {'-':>9} {'-':>10}"
+            if row["gflop"] is not None:
+                bound = row["gflop"] / rate * 1e3
+                arithmetic = (
+                    f"{row['gflop']:>7.3f} {bound:>9.2f} {row['p50_ms'] / bound:>10.1f}"
+                )
             print(
-                f"{row['format']:>11} {row['length']:>5} {row['candidates']:>5} "
-                f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['gflop']:>7.3f} "
-                f"{bound:>9.2f} {row['p50_ms'] / bound:>10.1f}"
+                f"{row['model']:>8} {row['format']:>11} {row['length']:>5} "
+                f"{row['candidates']:>5} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
+                f"{arithmetic}"
             )
         print(f"{export_format}: float32 matmul {rate:.0f} GFLOP/s")
         results.append(result)

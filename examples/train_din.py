@@ -1,4 +1,4 @@
-"""Train DIN, DIEN, BST and the DIN paper's base model end to end, and compare them.
+"""Train DIN, DIEN, BST, SIM, ETA and the DIN paper's base model; compare them.
 
 The models are built with `keras_din.models` from the same feature specs.
 Every model embeds the candidate item and every history item (item id plus
@@ -11,7 +11,13 @@ feeds `[candidate, interest]` to an MLP that predicts the click:
   negative histories) and `InterestEvolution` (AUGRU driven by the attention
   to the candidate), Dice MLP;
 - BST: `BehaviorSequenceTransformer` (one Transformer block over the history
-  and the candidate, with recency embeddings), leaky ReLU MLP.
+  and the candidate, with recency embeddings), leaky ReLU MLP;
+- SIM: `SearchBasedInterest` (the `--top-k` behaviours of the history most
+  relevant to the candidate, by soft search, trained through the paper's
+  auxiliary click model, or, `sim_hard`, the latest of the candidate's
+  category; then multi-head target attention over them), Dice MLP;
+- ETA: the same layer searching by SimHash (the `--top-k` behaviours whose
+  signatures are nearest the candidate's), Dice MLP.
 
 All use `MiniBatchAwareEmbedding` (the paper's mini-batch aware
 regularization) on the same data. The script prints a table of AUC, GAUC
@@ -30,7 +36,7 @@ expanded. Without it, every sample holds its own padded history, at the
 loader's `max_history`.
 
     KERAS_BACKEND=jax python examples/train_din.py --quick
-    KERAS_BACKEND=jax python examples/train_din.py --quick --models base,din,dien,bst
+    KERAS_BACKEND=jax python examples/train_din.py --quick --models din,bst,sim,sim_hard
     KERAS_BACKEND=jax python examples/train_din.py --quick --max-length 500
     KERAS_BACKEND=torch python examples/train_din.py --data movielens \\
         --data-path ml-1m/ratings.dat
@@ -58,7 +64,7 @@ from keras_din import models
 # The inputs of each table: items and categories.
 ITEMS = ("candidate", "history", "negative_history")
 CATEGORIES = ("candidate_category", "history_category", "negative_history_category")
-MODELS = ("base", "din", "dien", "bst")
+MODELS = ("base", "din", "dien", "bst", "sim", "sim_hard", "eta")
 
 
 def load_data(args):
@@ -134,6 +140,18 @@ def build_model(kind, frequencies, max_length, sizes, args):
         # The paper's eight heads where the embedding size allows them.
         heads = math.gcd(8, 2 * args.embedding_dim)
         model = models.BST(features, [history], num_heads=heads, **shared)
+    elif kind == "eta":
+        model = models.ETA(features, [history], top_k=args.top_k, **shared)
+    elif kind in ("sim", "sim_hard"):
+        hard = kind == "sim_hard"
+        model = models.SIM(
+            features,
+            [history],
+            search="hard" if hard else "soft",
+            search_feature="candidate_category" if hard else None,
+            top_k=args.top_k,
+            **shared,
+        )
     else:  # dien
         # The builder's softmax attention (the DIEN paper's): with raw
         # scores the AUGRU's states are unbounded, and training diverged on
@@ -176,9 +194,10 @@ def rela_impr(results, kind, metric):
 
 
 def print_table(results, args):
+    width = max(6, *(len(kind) for kind in results))
     print()
     print(
-        f"{'model':<6} {'AUC':>7} {'GAUC':>7} {'RelaImpr(AUC)':>14} "
+        f"{'model':<{width}} {'AUC':>7} {'GAUC':>7} {'RelaImpr(AUC)':>14} "
         f"{'RelaImpr(GAUC)':>15} {'aux. loss weight':>17}"
     )
     for kind, row in results.items():
@@ -186,7 +205,7 @@ def print_table(results, args):
         impr = [f"{value:.2%}" if value is not None else "-" for value in impr]
         weight = f"{args.auxiliary_loss_weight:g}" if kind == "dien" else "-"
         print(
-            f"{kind if kind == 'base' else kind.upper():<6} {row['auc']:>7.4f} "
+            f"{kind if kind == 'base' else kind.upper():<{width}} {row['auc']:>7.4f} "
             f"{row['gauc']:>7.4f} {impr[0]:>14} {impr[1]:>15} {weight:>17}"
         )
     print()
@@ -379,12 +398,19 @@ def parse_args(argv=None):
         default=1.0,
         help="DIEN: the weight of the auxiliary loss (the paper's alpha)",
     )
+    parser.add_argument(
+        "--top-k",
+        type=int,
+        default=50,
+        help="SIM and ETA: the behaviours kept per candidate (all of a shorter "
+        "history)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="output", help="folder for the models")
     parser.add_argument(
         "--export",
         action="store_true",
-        help="also export DIN, DIEN and BST for serving: a SavedModel on TensorFlow "
+        help="also export the models but base for serving: a SavedModel on TensorFlow "
         "and JAX (needs TensorFlow), ONNX on torch (needs the onnx extra)",
     )
     parser.add_argument(
@@ -398,6 +424,8 @@ def parse_args(argv=None):
         args.models = list(dict.fromkeys(["base", args.model]))
     if args.max_length is not None and args.max_length < 1:
         parser.error(f"--max-length must be at least 1. Received: {args.max_length}")
+    if args.top_k < 1:
+        parser.error(f"--top-k must be at least 1. Received: {args.top_k}")
     if args.epochs is None:
         args.epochs = 3 if args.quick else 5
     if args.batch_size is None:
@@ -473,7 +501,7 @@ def main(argv=None):
     if exportable and not args.export:
         needs = export_needs()
         print(
-            f"to export {' and '.join(exportable)} for serving too, add --export"
+            f"to export {', '.join(exportable)} for serving too, add --export"
             + (f" (which needs {needs})" if needs else "")
         )
     print_table(results, args)

@@ -12,6 +12,7 @@ from keras_din.layers import InterestEvolution
 from keras_din.layers import InterestExtractor
 from keras_din.layers import LocalActivationUnit
 from keras_din.layers import MiniBatchAwareEmbedding
+from keras_din.layers import SearchBasedInterest
 
 __version__ = "0.2.0"
 
@@ -25,6 +26,7 @@ __all__ = [
     "LocalActivationUnit",
     "MLP",
     "MiniBatchAwareEmbedding",
+    "SearchBasedInterest",
     "__version__",
     "datasets",
     "metrics",

@@ -218,3 +218,56 @@ def layer_norm(x, gamma, beta, epsilon=1e-5):
     mean = x.mean(-1, keepdims=True)
     variance = x.var(-1, keepdims=True)
     return (x - mean) / np.sqrt(variance + epsilon) * gamma + beta
+
+
+def search_based_interest(
+    query, keys, valid, weights, num_heads, top_k, query_ids=None, key_ids=None
+):
+    """`SearchBasedInterest`'s outputs, from its weights in their order:
+    recency, the attention's query, key, value and output kernels, then the
+    soft search's query and key kernels, or the SimHash projection (one
+    weight more: SimHash search). Hard search where ids are given. Returns
+    `(interest, u)`, `u` `None` but for the soft search."""
+    weights = [np.asarray(w, np.float64) for w in weights]
+    recency, wq, wk, wv, wo = weights[:5]
+    simhash = len(weights) == 6
+    soft = key_ids is None and not simhash
+    batch, candidates, dim = query.shape
+    history = keys.shape[1]
+    key_dim = wq.shape[1] // num_heads
+    keys = np.where(valid[..., None], keys, 0.0)
+    interest = np.zeros((batch, candidates, dim))
+    u = np.zeros((batch, candidates, dim))
+    for b in range(batch):
+        latest_first = [t for t in reversed(range(history)) if valid[b, t]]
+        rank = {t: r for r, t in enumerate(latest_first, 1)}
+        for c in range(candidates):
+            if simhash:
+                bits = lambda e: (e @ weights[5]) > 0  # noqa: E731
+                hamming = [
+                    np.sum(bits(keys[b, t]) != bits(query[b, c]))
+                    for t in range(history)
+                ]
+                order = sorted(latest_first, key=lambda t: (hamming[t], -t))
+            elif soft:
+                r = (keys[b] @ weights[6]) @ (query[b, c] @ weights[5])
+                u[b, c] = sum((r[t] * keys[b, t] for t in latest_first), np.zeros(dim))
+                # Highest first; the later of equal relevances first.
+                order = sorted(latest_first, key=lambda t: (-r[t], -t))
+            else:
+                order = [t for t in latest_first if key_ids[b, t] == query_ids[b, c]]
+            kept = order[:top_k]
+            if not kept:
+                continue
+            buckets = [min(rank[t].bit_length() - 1, 15) for t in kept]
+            z = keys[b, kept] + recency[buckets]
+            heads = []
+            for h in range(num_heads):
+                part = slice(h * key_dim, (h + 1) * key_dim)
+                scores = (z @ wk[:, part]) @ (query[b, c] @ wq[:, part])
+                p = np.exp(
+                    scores / np.sqrt(key_dim) - np.max(scores / np.sqrt(key_dim))
+                )
+                heads.append((p / p.sum()) @ (z @ wv[:, part]))
+            interest[b, c] = np.concatenate(heads) @ wo
+    return interest, (u if soft else None)

@@ -15,6 +15,7 @@ from din_models import feature_data
 from test_models import export_and_serve
 from test_models import inputs_of
 from test_models import randomize
+from test_models import reference_scores
 
 from keras_din.models import BST
 from keras_din.models import BehaviorSequence
@@ -28,33 +29,12 @@ bst = functools.partial(
 
 def reference_bst(model, x, candidates, pooling):
     """The click probabilities `(N, C)`, leaky ReLU MLP, in NumPy."""
-    tables = {
-        name: table.get_weights()[0]
-        for name, table in model.get_layer("embedding").tables.items()
-    }
-    rows = len(x["user"])
-    parts = [np.repeat(tables["user"][x["user"]][:, None], candidates, axis=1)]
-    parts += [tables[name][x[name]] for name in ("item", "category")]
-    for behavior in (CLICKS, BUYS):
-        valid = np.all([x[h] != 0 for h in behavior.features], axis=0)
-        if behavior.length is not None:
-            valid &= ref.valid_from_lengths(x[behavior.length], behavior.max_length)
-        query = np.concatenate(
-            [tables[f][x[f]] for f in behavior.features.values()], axis=-1
-        )
-        keys = np.concatenate(
-            [tables[f][np.where(valid, x[h], 0)] for h, f in behavior.features.items()],
-            axis=-1,
-        )
+
+    def interest(behavior, query, keys, valid):
         weights = model.get_layer(f"{behavior.name}_transformer").get_weights()
-        parts.append(ref.bst_output(query, keys, valid, weights, 2, pooling))
-    hidden = np.concatenate(parts, axis=-1).reshape(rows * candidates, -1)
-    dnn = model.get_layer("dnn").get_weights()
-    for i in range(len(DNN)):
-        hidden = hidden @ dnn[2 * i] + dnn[2 * i + 1]
-        hidden = np.where(hidden > 0, hidden, 0.2 * hidden)
-    kernel, bias = model.get_layer("click").get_weights()
-    return ref.sigmoid(hidden @ kernel + bias).reshape(rows, candidates)
+        return ref.bst_output(query, keys, valid, weights, 2, pooling)
+
+    return reference_scores(model, x, candidates, (CLICKS, BUYS), interest, 0.2)
 
 
 @pytest.mark.parametrize("pooling", ["concat", "target"])

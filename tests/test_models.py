@@ -1,4 +1,4 @@
-"""keras_din.models: DIN, DIEN, BST and the base model built from feature specs.
+"""keras_din.models: DIN, DIEN, BST, SIM, ETA and the base model, from feature specs.
 
 The builders' models are checked against a NumPy reference of their wiring
 (which embeddings are concatenated, pooled and fed to the MLP), with two
@@ -31,6 +31,8 @@ from test_mini_batch_aware_embedding import paper_penalty
 from keras_din.models import BST
 from keras_din.models import DIEN
 from keras_din.models import DIN
+from keras_din.models import ETA
+from keras_din.models import SIM
 from keras_din.models import BaseModel
 from keras_din.models import BehaviorSequence
 from keras_din.models import Feature
@@ -50,27 +52,45 @@ def randomize(model, rng):
             layer.set_weights(random_like_weights(layer, rng))
 
 
-def reference_din(model, x, candidates):
-    """The click probabilities `(N, C)` of a DIN model built from FEATURES
-    and [CLICKS, BUYS] (sigmoid unit, softmax, ReLU MLP), in NumPy."""
+def reference_scores(model, x, candidates, behaviors, interest, slope=0.0, prefix=""):
+    """The click probabilities `(N, C)` of a builder's model on FEATURES, in
+    NumPy: `interest(behavior, query, keys, valid)` gives each sequence's
+    `(N, C, D)` interest, and the MLP's activation is a (leaky, with
+    `slope`) ReLU. `prefix` names another head (`"auxiliary_"`)."""
     tables = {
         f.name: model.get_layer("embedding").tables[f.name].get_weights()[0]
         for f in FEATURES
     }
     rows = len(x["user"])
-    parts = [np.repeat(tables["user"][x["user"]][:, None], candidates, axis=1)]
     assert x["user"].ndim == 1
+    parts = [np.repeat(tables["user"][x["user"]][:, None], candidates, axis=1)]
     parts += [tables[name][x[name]] for name in ("item", "category")]
-    for behavior in (CLICKS, BUYS):
+    for behavior in behaviors:
+        valid = np.all([x[h] != 0 for h in behavior.features], axis=0)
+        if behavior.length is not None:
+            valid &= ref.valid_from_lengths(x[behavior.length], behavior.max_length)
         query = np.concatenate(
             [tables[f][x[f]] for f in behavior.features.values()], axis=-1
         )
         keys = np.concatenate(
-            [tables[f][x[h]] for h, f in behavior.features.items()], axis=-1
+            [tables[f][np.where(valid, x[h], 0)] for h, f in behavior.features.items()],
+            axis=-1,
         )
-        valid = np.all([x[h] != 0 for h in behavior.features], axis=0)
-        if behavior.length is not None:
-            valid &= ref.valid_from_lengths(x[behavior.length], behavior.max_length)
+        parts.append(interest(behavior, query, keys, valid))
+    hidden = np.concatenate(parts, axis=-1).reshape(rows * candidates, -1)
+    dnn = model.get_layer(f"{prefix}dnn").get_weights()  # [W_1, b_1, ...]
+    for i in range(len(DNN)):
+        hidden = hidden @ dnn[2 * i] + dnn[2 * i + 1]
+        hidden = np.where(hidden > 0, hidden, slope * hidden)
+    kernel, bias = model.get_layer(f"{prefix}click").get_weights()
+    return ref.sigmoid(hidden @ kernel + bias).reshape(rows, candidates)
+
+
+def reference_din(model, x, candidates):
+    """The click probabilities `(N, C)` of a DIN model built from FEATURES
+    and [CLICKS, BUYS] (sigmoid unit, softmax, ReLU MLP), in NumPy."""
+
+    def interest(behavior, query, keys, valid):
         arrays = model.get_layer(f"{behavior.name}_attention").get_weights()
         n = len(ATT)
         scores = ref.unit_scores(
@@ -82,14 +102,9 @@ def reference_din(model, x, candidates):
             arrays[2 * n + 1],
             lambda i, h: ref.sigmoid(h),
         )
-        parts.append(ref.pool(scores, keys, valid, True, False))
-    hidden = np.concatenate(parts, axis=-1).reshape(rows * candidates, -1)
-    dnn = model.get_layer("dnn").get_weights()  # [W_1, b_1, ..., W_L, b_L]
-    for i in range(len(DNN)):
-        kernel, bias = dnn[2 * i : 2 * i + 2]
-        hidden = np.maximum(hidden @ kernel + bias, 0.0)
-    kernel, bias = model.get_layer("click").get_weights()
-    return ref.sigmoid(hidden @ kernel + bias).reshape(rows, candidates)
+        return ref.pool(scores, keys, valid, True, False)
+
+    return reference_scores(model, x, candidates, (CLICKS, BUYS), interest)
 
 
 def din(candidates=1, **kwargs):
@@ -287,9 +302,12 @@ def test_each_table_penalises_the_ids_of_the_batch_once(rng, build):
 
 # BST on these specs: the clicks' embeddings are 4 + 2 wide, two heads.
 BST_2 = pytest.param(functools.partial(BST, num_heads=2), id="BST")
+# SIM's soft search, with its auxiliary click model (two outputs in training).
+SIM_3 = pytest.param(functools.partial(SIM, top_k=3), id="SIM")
+ETA_3 = pytest.param(functools.partial(ETA, top_k=3), id="ETA")
 
 
-@pytest.mark.parametrize("build", [DIN, DIEN, BaseModel, BST_2])
+@pytest.mark.parametrize("build", [DIN, DIEN, BaseModel, BST_2, SIM_3, ETA_3])
 def test_trains_saves_loads_and_checks_inputs_after_loading(rng, tmp_path, build):
     x = feature_data(rng, rows=64, candidates=2)
     model = build(
@@ -321,7 +339,7 @@ def test_trains_saves_loads_and_checks_inputs_after_loading(rng, tmp_path, build
         )
 
 
-@pytest.mark.parametrize("build", [DIN, DIEN, BaseModel, BST_2])
+@pytest.mark.parametrize("build", [DIN, DIEN, BaseModel, BST_2, SIM_3, ETA_3])
 def test_mixed_precision_trains_with_float32_output(rng, build):
     keras.config.set_dtype_policy("mixed_float16")
     try:

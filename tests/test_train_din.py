@@ -144,6 +144,9 @@ def test_max_length_trains_on_histories_stored_once(tmp_path, capsys):
     with pytest.raises(SystemExit):
         example.parse_args(["--max-length", "0"])
     assert "--max-length must be at least 1. Received: 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        example.parse_args(["--top-k", "0"])
+    assert "--top-k must be at least 1. Received: 0" in capsys.readouterr().err
 
 
 def test_bst_trains_saves_and_exports(tmp_path):
@@ -160,6 +163,22 @@ def test_bst_trains_saves_and_exports(tmp_path):
     assert Path(summary["export_paths"]["bst"]).exists()
 
 
+def test_sim_and_eta_train_save_and_export(tmp_path):
+    example = load_example()
+    summary = example.main(
+        ["--quick", "--models", "sim,sim_hard,eta", "--epochs", "1", "--top-k", "5"]
+        + ["--export", "--output", str(tmp_path)]
+    )
+    for kind in ("sim", "sim_hard", "eta"):
+        assert 0.5 < summary[f"{kind}_auc"] < 1.0, summary
+        layer = keras.saving.load_model(summary["model_paths"][kind]).get_layer(
+            "history_search"
+        )
+        search = {"sim": "soft", "sim_hard": "hard", "eta": "simhash"}[kind]
+        assert (layer.top_k, layer.search) == (5, search)
+        assert Path(summary["export_paths"][kind]).exists()
+
+
 def test_model_choice(capsys):
     example = load_example()
     assert example.parse_args([]).models == ["base", "din"]
@@ -167,6 +186,7 @@ def test_model_choice(capsys):
     assert example.parse_args(["--model", "base"]).models == ["base"]
     assert example.parse_args(["--models", "dien, din"]).models == ["dien", "din"]
     assert example.parse_args(["--models", "base,bst"]).models == ["base", "bst"]
+    assert example.parse_args(["--model", "sim_hard"]).models == ["base", "sim_hard"]
     for bad in ("din,gru", "din,din", ""):
         with pytest.raises(SystemExit):
             example.parse_args(["--models", bad])

@@ -11,6 +11,7 @@ from keras_din.layers.interest_extractor import InterestExtractor
 from keras_din.layers.local_activation_unit import LocalActivationUnit
 from keras_din.layers.mini_batch_aware_embedding import MiniBatchAwareEmbedding
 from keras_din.layers.mlp import MLP
+from keras_din.layers.search_based_interest import SearchBasedInterest
 
 __all__ = [
     "AttentionSequencePoolingLayer",
@@ -22,4 +23,5 @@ __all__ = [
     "LocalActivationUnit",
     "MLP",
     "MiniBatchAwareEmbedding",
+    "SearchBasedInterest",
 ]

@@ -201,3 +201,15 @@ def _bounded_while_loop(step, state, sequences, stack_states):
     states = states.stack()
     states.set_shape(sequences[0].shape[:1].concatenate(state.shape))
     return state, states
+
+
+def largest(x, k):
+    """The `k` largest values of each row of `x` (last axis), largest first.
+
+    `ops.top_k`, except on JAX: there it lowers to a StableHLO composite
+    that TensorFlow's XLA (2.21) cannot read, so a SavedModel exported from
+    JAX would not load; a sort exports.
+    """
+    if _backend() == "jax":
+        return ops.flip(ops.sort(x, axis=-1)[..., -k:], -1)
+    return ops.top_k(x, k)[0]

@@ -247,3 +247,35 @@ def check_non_negative(name, value):
     if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value >= 0:
         raise ValueError(f"`{name}` must be a float >= 0. Received: {name}={value!r}")
     return float(value)
+
+
+def heads_key_dim(num_heads, key_dim, keys_shape):
+    """The width of each attention head: `key_dim`, or the embedding size
+    `E` of `keys_shape` split over `num_heads` (which must divide it)."""
+    if key_dim is not None:
+        return key_dim
+    dim = static_shape(keys_shape)[-1]
+    if dim % num_heads:
+        raise ValueError(
+            "With `key_dim=None`, the embedding size E must be a "
+            f"multiple of `num_heads`={num_heads}: pass `key_dim`. "
+            f"Received: keys.shape={static_shape(keys_shape)}"
+        )
+    return dim // num_heads
+
+
+def check_ids_shape(name, ids, expected):
+    """Checks integer ids `ids`: one per candidate (`query_ids`) or per
+    behaviour (`key_ids`), shape `expected`."""
+    if hasattr(ids, "dtype"):
+        check_dtype(name, ids, "integer")
+    shape = static_shape(ids)
+    if len(shape) != 2 or any(
+        a is not None and b is not None and a != b
+        for a, b in zip(shape, expected, strict=True)
+    ):
+        raise ValueError(
+            f"`{name}` must have shape {expected}, one id per "
+            f"{'candidate' if name == 'query_ids' else 'behaviour'}. "
+            f"Received: {name}.shape={shape}"
+        )

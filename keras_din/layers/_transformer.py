@@ -45,3 +45,31 @@ def layer_norm(x, gamma, beta, epsilon=1e-5):
     return ops.cast(
         normalized * ops.cast(gamma, x.dtype) + ops.cast(beta, x.dtype), dtype
     )
+
+
+def target_attention(
+    query, keys, valid, query_kernel, key_kernel, value_kernel, output_kernel, heads
+):
+    """Multi-head attention of each candidate over its own behaviours.
+
+    `query` `(B, C, E)` attends to `keys` `(B, C, k, E)` where `valid`
+    `(B, C, k)` is true. The kernels are `(E, H * K)`, the heads side by side,
+    and `(H * K, E)` for `output_kernel`; there are no biases, so a candidate
+    without a valid behaviour gets 0. The scores are `q k / sqrt(K)`,
+    softmax-normalised in float32. Returns `(B, C, E)`.
+    """
+    key_dim = query_kernel.shape[1] // heads
+
+    def split(x):  # (..., H * K) -> (..., H, K)
+        return ops.reshape(x, (*ops.shape(x)[:-1], heads, key_dim))
+
+    q = split(ops.matmul(query, query_kernel))[:, :, None]  # (B, C, 1, H, K)
+    k = split(ops.matmul(keys, key_kernel))  # (B, C, k, H, K)
+    v = split(ops.matmul(keys, value_kernel))
+    scores = ops.cast(ops.sum(q * k, axis=-1), "float32") / float(key_dim) ** 0.5
+    valid = valid[..., None]  # (B, C, k, 1): every head
+    weights = ops.softmax(ops.where(valid, scores, -3.0e38), axis=2)
+    weights = ops.cast(weights * ops.cast(valid, "float32"), keys.dtype)
+    attended = ops.sum(weights[..., None] * v, axis=2)  # (B, C, H, K)
+    attended = ops.reshape(attended, (*ops.shape(attended)[:2], heads * key_dim))
+    return ops.matmul(attended, output_kernel)

@@ -6,6 +6,7 @@ from keras_din.layers._checks import check_optional_units
 from keras_din.layers._checks import check_positive_units
 from keras_din.layers._checks import check_query_and_keys
 from keras_din.layers._checks import check_rate
+from keras_din.layers._checks import heads_key_dim
 from keras_din.layers._checks import split_inputs
 from keras_din.layers._checks import static_shape
 from keras_din.layers._masking import zero_padding
@@ -128,15 +129,7 @@ class BehaviorSequenceTransformer(keras.layers.Layer):
                 "recency embeddings). Received: keys.shape="
                 f"{static_shape(keys_shape)}"
             )
-        key_dim = self.key_dim
-        if key_dim is None:
-            if dim % self.num_heads:
-                raise ValueError(
-                    "With `key_dim=None`, the embedding size E must be a "
-                    f"multiple of `num_heads`={self.num_heads}: pass `key_dim`. "
-                    f"Received: keys.shape={static_shape(keys_shape)}"
-                )
-            key_dim = dim // self.num_heads
+        key_dim = heads_key_dim(self.num_heads, self.key_dim, keys_shape)
         width = self.num_heads * key_dim
         units = self.feed_forward_units or 4 * dim
         self.recency = self.add_weight(

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from keras_din.models.feature_model import check_feature_arrays
+from keras_din.models._feature_arrays import check_feature_arrays
 
 
 def count_frequencies(frequencies, spec_inputs, candidates):

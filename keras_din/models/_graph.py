@@ -69,9 +69,41 @@ class FeatureGraph:
         embedded = self.embedded["behaviors"]
         return [(behavior, embedded[behavior.name]) for behavior in self.behaviors]
 
-    def model(self, interests, dnn_hidden_units, dnn_activation, dnn_dropout, name):
+    def model(
+        self,
+        interests,
+        dnn_hidden_units,
+        dnn_activation,
+        dnn_dropout,
+        name,
+        auxiliary=None,
+        auxiliary_loss_weight=None,
+    ):
         """The `FeatureModel` that feeds the context, the candidates and the
-        `(B, C, D)` `interests` to an MLP and outputs `(B, C)` probabilities."""
+        `(B, C, D)` `interests` to an MLP and outputs `(B, C)` probabilities.
+
+        With `auxiliary` interests, a second MLP of the same widths (layers
+        named `auxiliary_*`) scores the context, the candidates and those:
+        an auxiliary click model, trained with `auxiliary_loss_weight`.
+        """
+        activation_factory(dnn_activation, "dnn_activation")  # checks
+        head = (
+            check_positive_units("dnn_hidden_units", dnn_hidden_units),
+            dnn_activation,
+            check_rate("dnn_dropout", dnn_dropout),
+        )
+        outputs = self._scores(interests, *head, "")
+        if auxiliary is not None:
+            outputs = [outputs, self._scores(auxiliary, *head, "auxiliary_")]
+        return FeatureModel(
+            self.inputs,
+            outputs,
+            name=name,
+            vocabulary_sizes=self.vocabulary_sizes,
+            auxiliary_loss_weight=auxiliary_loss_weight,
+        )
+
+    def _scores(self, interests, hidden_units, activation, dropout, prefix):
         parts = list(self.embedded["features"].values())
         # Context: (B, E) -> (B, 1, E).
         parts = [ops.expand_dims(p, 1) if len(p.shape) == 2 else p for p in parts]
@@ -86,24 +118,18 @@ class FeatureGraph:
         # keras.ops carry no Keras mask: the candidates' (id 0) ends here.
         hidden = ops.concatenate(parts, axis=-1)
         hidden = ops.reshape(hidden, (-1, hidden.shape[-1]))  # (B * C, D)
-        activation_factory(dnn_activation, "dnn_activation")  # checks
         hidden = MLP(
-            check_positive_units("dnn_hidden_units", dnn_hidden_units),
-            activation=dnn_activation,
-            dropout_rate=check_rate("dnn_dropout", dnn_dropout),
-            name="dnn",
+            hidden_units,
+            activation=activation,
+            dropout_rate=dropout,
+            name=f"{prefix}dnn",
         )(hidden)
         # In float32 under a mixed precision policy too, as Keras advises for
         # the output layer.
         click = keras.layers.Dense(
-            1, activation="sigmoid", dtype="float32", name="click"
+            1, activation="sigmoid", dtype="float32", name=f"{prefix}click"
         )(hidden)
-        return FeatureModel(
-            self.inputs,
-            # Kept in float32, as `click`.
-            CandidateScores(dtype="float32", name="scores")(
-                [click, self.inputs[min(self.candidate_names)]]
-            ),
-            name=name,
-            vocabulary_sizes=self.vocabulary_sizes,
+        # Kept in float32, as `click`.
+        return CandidateScores(dtype="float32", name=f"{prefix}scores")(
+            [click, self.inputs[min(self.candidate_names)]]
         )
