@@ -131,8 +131,6 @@ def serving_function(model, export_format, folder, threads):
     if export_format.startswith("saved_model"):
         import tensorflow as tf
 
-        if threads:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
         path = os.path.join(folder, "din_saved_model")
         model.export(path, verbose=False)
         served = tf.saved_model.load(path)
@@ -155,6 +153,11 @@ def serving_function(model, export_format, folder, threads):
 
 
 def worker(export_format, kinds, candidates, lengths, repeats, threads, activation):
+    if threads and export_format.startswith("saved_model"):
+        import tensorflow as tf
+
+        # Once, before TensorFlow runs anything (it refuses afterwards).
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
     rows = []
     for kind, length in [(kind, length) for kind in kinds for length in lengths]:
         model = build(kind, length, activation)

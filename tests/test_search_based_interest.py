@@ -11,6 +11,7 @@ from layer_checks import assert_config_round_trip
 from layer_checks import to_numpy
 
 from keras_din import SearchBasedInterest
+from keras_din.layers import _backend
 from keras_din.layers import _retrieval
 
 B, C, T, E = 4, 3, 9, 8
@@ -111,6 +112,18 @@ def test_retrieval_keeps_the_highest_then_the_latest(rng, history):
             assert list(positions[b, c][kept[b, c]]) == sorted(best, reverse=True)
             assert kept[b, c].sum() == len(best)
             assert np.all(positions[b, c][~kept[b, c]] == 0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int32"])
+def test_largest_values_on_every_backend(rng, dtype):
+    # The backends' ranking (a sort of the floats' bits on JAX), with the
+    # extremes, both zeros and ties.
+    x = rng.normal(size=(3, 4, 300)) * 10
+    x[0, 0, :8] = [-0.0, 0.0, -np.inf, np.inf, 3.4e38, -3.4e38, 0.5, -0.5]
+    x[1] = np.round(x[1])
+    x = x.astype(dtype) if dtype == "float32" else np.round(x[..., 8:]).astype(dtype)
+    largest = to_numpy(_backend.largest(keras.ops.convert_to_tensor(x), 20))
+    np.testing.assert_array_equal(largest, -np.sort(-x, axis=-1)[..., :20])
 
 
 def test_padding_never_reaches_the_output(rng):

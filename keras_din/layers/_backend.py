@@ -210,6 +210,18 @@ def largest(x, k):
     that TensorFlow's XLA (2.21) cannot read, so a SavedModel exported from
     JAX would not load; a sort exports.
     """
-    if _backend() == "jax":
+    if _backend() != "jax":
+        return ops.top_k(x, k)[0]
+    if keras.backend.standardize_dtype(x.dtype) != "float32":
         return ops.flip(ops.sort(x, axis=-1)[..., -k:], -1)
-    return ops.top_k(x, k)[0]
+    # XLA sorts int32 about 5x faster than float32 on the CPU: sort the
+    # floats' bits, turned into int32 keys of the same order (a negative
+    # float's 31 lower bits flipped; + 0.0 makes -0.0 the +0.0 it equals).
+    keys = _ordered_bits(ops.view(x + 0.0, "int32"))
+    top = ops.flip(ops.sort(keys, axis=-1)[..., -k:], -1)
+    return ops.view(_ordered_bits(top), "float32")
+
+
+def _ordered_bits(bits):
+    """Float32 bits to int32 keys of the floats' order, and back."""
+    return ops.where(bits < 0, ops.bitwise_xor(bits, 0x7FFFFFFF), bits)
