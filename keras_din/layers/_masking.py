@@ -91,3 +91,10 @@ def masked_softmax(scores, valid):
     masked = ops.where(valid, scores32, -3.0e38)
     weights = ops.softmax(masked, axis=1) * ops.cast(valid, "float32")
     return ops.cast(weights, scores.dtype)
+
+
+def count_at_or_after(mask, axis=-1):
+    """How many true entries of `mask` lie at or after each position along
+    `axis`, as int32: 1 at the last true one, 2 at the one before it..."""
+    counts = ops.cumsum(ops.flip(ops.cast(mask, "int32"), axis), axis)
+    return ops.flip(counts, axis)

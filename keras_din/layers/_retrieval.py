@@ -13,6 +13,7 @@ import math
 from keras import ops
 
 from keras_din.layers._backend import largest
+from keras_din.layers._masking import count_at_or_after
 
 
 def latest(eligible, k):
@@ -27,7 +28,11 @@ def latest(eligible, k):
         and whether each is kept (false beyond the eligible ones, where the
         position is 0).
     """
-    eligible = _pad(eligible, k, False)
+    return _latest_of_padded(_pad(eligible, k, False), k)
+
+
+def _latest_of_padded(eligible, k):
+    """`latest` of `eligible` already padded with `k` positions more."""
     order = ops.arange(1, ops.shape(eligible)[-1] + 1, dtype="int32")
     key = largest(ops.where(eligible, order, 0), k)
     kept = key > 0
@@ -54,9 +59,9 @@ def highest(scores, valid, k):
     above = scores > kth
     tied = ops.logical_and(valid, scores == kth)
     room = k - ops.sum(ops.cast(above, "int32"), axis=-1, keepdims=True)
-    tied_rank = ops.flip(ops.cumsum(ops.flip(ops.cast(tied, "int32"), -1), -1), -1)
+    tied_rank = count_at_or_after(tied)
     kept = ops.logical_or(above, ops.logical_and(tied, tied_rank <= room))
-    return latest(kept, k)
+    return _latest_of_padded(kept, k)
 
 
 def gather(keys, positions):

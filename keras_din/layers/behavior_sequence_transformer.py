@@ -9,6 +9,7 @@ from keras_din.layers._checks import check_rate
 from keras_din.layers._checks import heads_key_dim
 from keras_din.layers._checks import split_inputs
 from keras_din.layers._checks import static_shape
+from keras_din.layers._masking import count_at_or_after
 from keras_din.layers._masking import zero_padding
 from keras_din.layers._transformer import layer_norm
 from keras_din.layers._transformer import multi_head_attention
@@ -180,7 +181,7 @@ class BehaviorSequenceTransformer(keras.layers.Layer):
         # must stay 0.
         keys = zero_padding(keys, mask)
         # Recency: how many valid behaviours lie at or after each position.
-        after = ops.flip(ops.cumsum(ops.flip(ops.cast(mask, "int32"), 1), 1), 1)
+        after = count_at_or_after(mask, 1)
         positions = ops.concatenate([after, ops.zeros((batch, 1), "int32")], 1)
         recency = ops.take(self.recency, positions, 0)
         # (B * C, T + 1, .): the history, then the candidate, per candidate.

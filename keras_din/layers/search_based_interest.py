@@ -10,6 +10,7 @@ from keras_din.layers._checks import check_query_and_keys
 from keras_din.layers._checks import heads_key_dim
 from keras_din.layers._checks import split_inputs
 from keras_din.layers._checks import static_shape
+from keras_din.layers._masking import count_at_or_after
 from keras_din.layers._masking import zero_padding
 from keras_din.layers._transformer import target_attention
 
@@ -181,8 +182,7 @@ class SearchBasedInterest(keras.layers.Layer):
             relevance = self._relevance(query, keys)
             positions, kept = _retrieval.highest(relevance, valid[:, None], self.top_k)
         # Rank 1 for the latest valid behaviour, 2 for the one before...
-        rank = ops.flip(ops.cumsum(ops.flip(ops.cast(valid, "int32"), 1), 1), 1)
-        rank = _retrieval.gather(rank, positions)
+        rank = _retrieval.gather(count_at_or_after(valid, 1), positions)
         bucket = sum(ops.cast(rank >= 2**j, "int32") for j in range(1, RECENCY_BUCKETS))
         behaviors = _retrieval.gather(keys, positions)
         behaviors = behaviors + ops.take(self.recency, bucket, axis=0)
@@ -198,7 +198,7 @@ class SearchBasedInterest(keras.layers.Layer):
         )
         if self.search != "soft":
             return interest
-        relevance = ops.where(valid[:, None], relevance, 0.0)
+        # The relevance of the padding is 0: its keys are 0.
         return [interest, ops.matmul(relevance, keys)]
 
     def _relevance(self, query, keys):

@@ -59,12 +59,17 @@ def ETA(
         - [Chen et al., 2021](https://arxiv.org/abs/2108.04468), End-to-End
           User Behavior Retrieval in Click-Through Rate Prediction Model.
     """
-    options = dict(top_k=top_k, search="simhash", hash_bits=hash_bits)
     return search_model(
         features,
         behaviors,
         candidates,
-        dict(options, num_heads=num_heads, key_dim=key_dim),
+        dict(
+            top_k=top_k,
+            search="simhash",
+            hash_bits=hash_bits,
+            num_heads=num_heads,
+            key_dim=key_dim,
+        ),
         None,
         0.0,
         (dnn_hidden_units, dnn_activation, dnn_dropout),
